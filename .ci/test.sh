@@ -1,0 +1,24 @@
+#!/bin/sh
+# The whole test suite, from a clean checkout on a fresh machine (Debian, root).
+# Installs what the tests need from the system, then builds once and runs every test.
+set -eu
+cd "$(dirname "$0")/.."
+
+# System packages the tests drive for real.
+PACKAGES=""
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  missing=""
+  for p in $PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $missing
+  fi
+fi
+# The gRPC contract test generates Python stubs from proto/ with grpcio-tools.
+python3 -c "import grpc, grpc_tools" 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+
+cargo fmt --all --check
+cargo nextest run --workspace --no-fail-fast "$@"

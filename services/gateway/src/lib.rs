@@ -1,0 +1,1 @@
+//! navarch-gateway
