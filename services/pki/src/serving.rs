@@ -1,0 +1,230 @@
+//! The serving certificate: reused while it is valid for long enough, signed by the current
+//! CA and covers every requested name; re-issued otherwise.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use rcgen::KeyPair;
+use rustls::pki_types::CertificateDer;
+use time::OffsetDateTime;
+use x509_parser::extensions::GeneralName;
+
+use crate::authority::{self, ClusterCa, IssuedPem};
+use crate::error::Result;
+use crate::files::{self, PRIVATE_MODE, PUBLIC_MODE};
+use crate::sans::SubjectAltName;
+
+/// File name of the serving certificate.
+pub const SERVER_CERT_FILE: &str = "server.crt";
+/// File name of the serving certificate's private key.
+pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// How long a new serving certificate is valid.
+pub const SERVER_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A serving certificate closer than this to expiry is re-issued on start.
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Subject common name of serving certificates.
+const SERVER_COMMON_NAME: &str = "navarch-server";
+
+/// Returns the serving certificate and key from `dir`, issuing (and writing) new ones if the
+/// stored pair is missing or unfit.
+pub(crate) fn load_or_issue(
+    dir: &Path,
+    ca: &ClusterCa,
+    sans: &[SubjectAltName],
+) -> Result<IssuedPem> {
+    let cert_path = dir.join(SERVER_CERT_FILE);
+    let key_path = dir.join(SERVER_KEY_FILE);
+    let stored = match (
+        files::read_optional(&cert_path)?,
+        files::read_optional(&key_path)?,
+    ) {
+        (Some(cert_pem), Some(key_pem)) => Some(IssuedPem { cert_pem, key_pem }),
+        _ => None,
+    };
+    let reason = match &stored {
+        None => Some("missing".to_string()),
+        Some(pem) => reissue_reason(pem, &ca.cert_der, sans, OffsetDateTime::now_utc()),
+    };
+    match (stored, reason) {
+        (Some(pem), None) => {
+            files::restrict_private(&key_path)?;
+            tracing::debug!(path = %cert_path.display(), "reusing serving certificate");
+            Ok(pem)
+        }
+        (_, reason) => {
+            let issued = ca.issue_serving(SERVER_COMMON_NAME, sans, SERVER_VALIDITY)?;
+            files::write_atomic(&key_path, &issued.key_pem, PRIVATE_MODE)?;
+            files::write_atomic(&cert_path, &issued.cert_pem, PUBLIC_MODE)?;
+            let names: Vec<String> = sans.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                path = %cert_path.display(),
+                reason = reason.as_deref().unwrap_or("unknown"),
+                sans = %names.join(","),
+                "issued serving certificate"
+            );
+            Ok(issued)
+        }
+    }
+}
+
+/// Why the stored serving certificate cannot be reused, or `None` if it can.
+fn reissue_reason(
+    stored: &IssuedPem,
+    ca_der: &CertificateDer<'_>,
+    sans: &[SubjectAltName],
+    now: OffsetDateTime,
+) -> Option<String> {
+    let here = Path::new(SERVER_CERT_FILE);
+    let der = match authority::parse_cert_pem(&stored.cert_pem, here) {
+        Ok(der) => der,
+        Err(err) => return Some(err.to_string()),
+    };
+    let cert = match authority::parse_x509(&der, here) {
+        Ok(cert) => cert,
+        Err(err) => return Some(err.to_string()),
+    };
+    let key = match KeyPair::from_pem(&stored.key_pem) {
+        Ok(key) => key,
+        Err(err) => return Some(format!("unreadable key: {err}")),
+    };
+    if !authority::key_matches(&cert, &key) {
+        return Some("key does not match certificate".into());
+    }
+    let ca = match authority::parse_x509(ca_der, here) {
+        Ok(ca) => ca,
+        Err(err) => return Some(err.to_string()),
+    };
+    if cert.verify_signature(Some(ca.public_key())).is_err() {
+        return Some("not signed by the current cluster CA".into());
+    }
+    let not_after = cert.validity().not_after.to_datetime();
+    if not_after <= now + RENEW_BEFORE {
+        return Some(format!("expires at {not_after}"));
+    }
+    let present = match cert_sans(&cert) {
+        Ok(present) => present,
+        Err(err) => return Some(format!("unreadable subject alternative names: {err}")),
+    };
+    let missing: Vec<String> = sans
+        .iter()
+        .filter(|san| !present.contains(san))
+        .map(ToString::to_string)
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("lacks {}", missing.join(",")));
+    }
+    None
+}
+
+/// The DNS and IP subject alternative names of `cert`.
+pub(crate) fn cert_sans(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<Vec<SubjectAltName>, x509_parser::error::X509Error> {
+    let Some(ext) = cert.subject_alternative_name()? else {
+        return Ok(Vec::new());
+    };
+    Ok(ext
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(SubjectAltName::Dns(dns.to_ascii_lowercase())),
+            GeneralName::IPAddress(bytes) => ip_from_bytes(bytes).map(SubjectAltName::Ip),
+            _ => None,
+        })
+        .collect())
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca_in(dir: &Path) -> ClusterCa {
+        ClusterCa::load_or_create(dir).unwrap()
+    }
+
+    fn sans() -> Vec<SubjectAltName> {
+        vec![
+            SubjectAltName::Dns("localhost".into()),
+            SubjectAltName::Ip("127.0.0.1".parse().unwrap()),
+        ]
+    }
+
+    #[test]
+    fn fresh_certificate_is_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_in(dir.path());
+        let issued = ca
+            .issue_serving(SERVER_COMMON_NAME, &sans(), SERVER_VALIDITY)
+            .unwrap();
+        let reason = reissue_reason(&issued, &ca.cert_der, &sans(), OffsetDateTime::now_utc());
+        assert_eq!(reason, None);
+    }
+
+    #[test]
+    fn certificate_expiring_within_renewal_window_is_reissued() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_in(dir.path());
+        let ten_days = Duration::from_secs(10 * 24 * 3600);
+        let issued = ca
+            .issue_serving(SERVER_COMMON_NAME, &sans(), ten_days)
+            .unwrap();
+        let reason = reissue_reason(&issued, &ca.cert_der, &sans(), OffsetDateTime::now_utc());
+        assert!(reason.unwrap().starts_with("expires"));
+        // A year-long certificate seen from 340 days later is inside the window too.
+        let issued = ca
+            .issue_serving(SERVER_COMMON_NAME, &sans(), SERVER_VALIDITY)
+            .unwrap();
+        let later = OffsetDateTime::now_utc() + time::Duration::days(340);
+        assert!(reissue_reason(&issued, &ca.cert_der, &sans(), later).is_some());
+    }
+
+    #[test]
+    fn certificate_missing_a_san_is_reissued() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ca_in(dir.path());
+        let issued = ca
+            .issue_serving(SERVER_COMMON_NAME, &sans(), SERVER_VALIDITY)
+            .unwrap();
+        let mut wanted = sans();
+        wanted.push(SubjectAltName::Ip("10.9.8.7".parse().unwrap()));
+        let reason = reissue_reason(&issued, &ca.cert_der, &wanted, OffsetDateTime::now_utc());
+        assert_eq!(reason.as_deref(), Some("lacks 10.9.8.7"));
+    }
+
+    #[test]
+    fn certificate_from_another_ca_or_with_a_foreign_key_is_reissued() {
+        let dir = tempfile::tempdir().unwrap();
+        let other_dir = tempfile::tempdir().unwrap();
+        let ca = ca_in(dir.path());
+        let other = ca_in(other_dir.path());
+        let foreign = other
+            .issue_serving(SERVER_COMMON_NAME, &sans(), SERVER_VALIDITY)
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let reason = reissue_reason(&foreign, &ca.cert_der, &sans(), now).unwrap();
+        assert!(
+            reason.contains("not signed by the current cluster CA"),
+            "{reason}"
+        );
+
+        let mut swapped = ca
+            .issue_serving(SERVER_COMMON_NAME, &sans(), SERVER_VALIDITY)
+            .unwrap();
+        swapped.key_pem = foreign.key_pem;
+        let reason = reissue_reason(&swapped, &ca.cert_der, &sans(), now).unwrap();
+        assert!(reason.contains("key does not match"), "{reason}");
+    }
+}

@@ -1,0 +1,54 @@
+//! Telemetry every Navarch service installs first: `tracing` logs (text or JSON on stderr),
+//! OpenTelemetry metrics exported in Prometheus format, and the `/metrics` endpoint.
+
+mod logs;
+mod metrics;
+
+pub use logs::{LOG_FORMAT_ENV, LogFormat, tracer_layer};
+pub use metrics::{
+    LATENCY_BUCKETS_SECONDS, METRICS_CONTENT_TYPE, gather_text, meter, metrics_router,
+    seconds_histogram,
+};
+
+/// Errors while installing telemetry.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The Prometheus exporter could not be built or registered.
+    #[error("prometheus exporter: {0}")]
+    Exporter(#[from] opentelemetry_sdk::error::OTelSdkError),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = TelemetryError> = std::result::Result<T, E>;
+
+/// Keeps telemetry flushed: hold it for the life of the process; dropping it flushes the
+/// meter provider. Metrics stay installed afterwards, so a second [`init`] is harmless.
+#[derive(Debug)]
+#[must_use = "dropping the guard flushes telemetry immediately"]
+pub struct TelemetryGuard {
+    _private: (),
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        metrics::flush();
+    }
+}
+
+/// Installs telemetry for `service`:
+/// - the global `tracing` subscriber: filter from `RUST_LOG` (default `info`), text on
+///   stderr, or JSON when `NAVARCH_LOG_FORMAT=json`;
+/// - the global OpenTelemetry meter provider with resource `service.name = service`, read by a
+///   Prometheus exporter whose registry [`gather_text`] and [`metrics_router`] serve.
+///
+/// Safe to call more than once (tests do): the first subscriber and the first meter provider
+/// stay in place, and later calls only return another guard.
+pub fn init(service: &str) -> Result<TelemetryGuard> {
+    let format = LogFormat::from_env();
+    let installed_logs = logs::install(format);
+    metrics::install(service)?;
+    if installed_logs {
+        tracing::debug!(service, ?format, "telemetry installed");
+    }
+    Ok(TelemetryGuard { _private: () })
+}
