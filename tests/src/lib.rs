@@ -1,1 +1,138 @@
-//! Shared helpers for end-to-end tests.
+//! Helpers for end-to-end tests: start the real `navarch` binary and find what it wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The `navarch` binary built alongside the tests (`target/<profile>/navarch`).
+pub fn navarch_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("NAVARCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/navarch
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    profile_dir.join("navarch")
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+/// A `navarch up` process on loopback with its own data directory; stopped on drop.
+pub struct Navarch {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub grpc: String,
+    pub token: String,
+    pub ca_file: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Navarch {
+    /// Starts `navarch up` in a fresh temporary data directory.
+    pub fn up() -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut n = Self::up_in(&dir)?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
+    /// Starts `navarch up` on `data_dir` (kept), waiting until it has written its
+    /// connection details.
+    pub fn up_in(data_dir: &Path) -> anyhow::Result<Self> {
+        let connection = data_dir.join("connection.json");
+        let _ = std::fs::remove_file(&connection);
+        let log = std::fs::File::create(data_dir.with_extension("log")).context("log file")?;
+        let child = Command::new(navarch_bin())
+            .args(["up", "--data-dir"])
+            .arg(data_dir)
+            .args(["--grpc-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", navarch_bin().display()))?;
+        let mut n = Self {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            grpc: String::new(),
+            token: String::new(),
+            ca_file: PathBuf::new(),
+            _tmp: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(text) = std::fs::read_to_string(&connection)
+                && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
+            {
+                n.grpc = json["grpc"].as_str().unwrap_or_default().to_string();
+                n.token = std::fs::read_to_string(
+                    data_dir.join(json["token_file"].as_str().unwrap_or("admin.token")),
+                )?
+                .trim()
+                .to_string();
+                n.ca_file = data_dir.join(json["ca_file"].as_str().unwrap_or("pki/ca.crt"));
+                return Ok(n);
+            }
+            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("navarch up exited early with {status}: {}", n.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("navarch up did not start within 30 s: {}", n.log())
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+    }
+
+    /// The gateway's `host:port`.
+    pub fn grpc_authority(&self) -> String {
+        self.grpc.trim_start_matches("https://").to_string()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("already stopped")?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill()?;
+        bail!(
+            "navarch did not stop within 15 s after SIGTERM: {}",
+            self.log()
+        )
+    }
+
+    /// Kills the process with SIGKILL (crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Navarch {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}

@@ -106,16 +106,29 @@ pub fn from_json(
     json: &Json,
     validation: FieldValidation,
 ) -> Result<Decoded, DecodeError> {
-    let mut ctx = Ctx { unknown: Vec::new(), errors: Vec::new() };
+    let mut ctx = Ctx {
+        unknown: Vec::new(),
+        errors: Vec::new(),
+    };
     let message = ctx.message(desc, json, "");
     if validation == FieldValidation::Strict && !ctx.unknown.is_empty() {
-        ctx.errors.extend(ctx.unknown.drain(..).map(FieldProblem::Unknown));
+        ctx.errors
+            .extend(ctx.unknown.drain(..).map(FieldProblem::Unknown));
     }
     if !ctx.errors.is_empty() {
-        return Err(DecodeError { problems: ctx.errors });
+        return Err(DecodeError {
+            problems: ctx.errors,
+        });
     }
-    let unknown_fields = if validation == FieldValidation::Ignore { Vec::new() } else { ctx.unknown };
-    Ok(Decoded { message, unknown_fields })
+    let unknown_fields = if validation == FieldValidation::Ignore {
+        Vec::new()
+    } else {
+        ctx.unknown
+    };
+    Ok(Decoded {
+        message,
+        unknown_fields,
+    })
 }
 
 /// Decodes Kubernetes JSON straight into a generated type.
@@ -125,9 +138,15 @@ pub fn decode_json<T: prost::Message + Default + prost::Name>(
 ) -> Result<(T, Vec<String>), DecodeError> {
     let desc = descriptor_of::<T>();
     let decoded = from_json(&desc, json, validation)?;
-    let typed = decoded.message.transcode_to::<T>().map_err(|e| DecodeError {
-        problems: vec![FieldProblem::BadValue { field: String::new(), message: e.to_string() }],
-    })?;
+    let typed = decoded
+        .message
+        .transcode_to::<T>()
+        .map_err(|e| DecodeError {
+            problems: vec![FieldProblem::BadValue {
+                field: String::new(),
+                message: e.to_string(),
+            }],
+        })?;
     Ok((typed, decoded.unknown_fields))
 }
 
@@ -161,11 +180,15 @@ pub fn encode_json<T: prost::Message + prost::Name>(value: &T) -> Json {
 
 fn value_to_json(field: &FieldDescriptor, value: &Value) -> Option<Json> {
     if field.is_map() {
-        let Value::Map(entries) = value else { return None };
+        let Value::Map(entries) = value else {
+            return None;
+        };
         if entries.is_empty() {
             return None;
         }
-        let Kind::Message(entry) = field.kind() else { return None };
+        let Kind::Message(entry) = field.kind() else {
+            return None;
+        };
         let value_field = entry.map_entry_value_field();
         let mut keys: Vec<&MapKey> = entries.keys().collect();
         keys.sort();
@@ -179,12 +202,19 @@ fn value_to_json(field: &FieldDescriptor, value: &Value) -> Option<Json> {
         return Some(Json::Object(map));
     }
     if field.is_list() {
-        let Value::List(items) = value else { return None };
+        let Value::List(items) = value else {
+            return None;
+        };
         if items.is_empty() {
             return None;
         }
         let kind = field.kind();
-        return Some(Json::Array(items.iter().filter_map(|v| single_to_json(&kind, v)).collect()));
+        return Some(Json::Array(
+            items
+                .iter()
+                .filter_map(|v| single_to_json(&kind, v))
+                .collect(),
+        ));
     }
     single_to_json(&field.kind(), value)
 }
@@ -202,11 +232,16 @@ fn single_to_json(kind: &Kind, value: &Value) -> Option<Json> {
         Value::Bytes(b) => Json::String(BASE64.encode(b)),
         Value::EnumNumber(n) => Json::Number((*n).into()),
         Value::Message(m) => {
-            let Kind::Message(desc) = kind else { return None };
+            let Kind::Message(desc) = kind else {
+                return None;
+            };
             match desc.full_name() {
                 QUANTITY => Json::String(string_field(m, "value")),
                 INT_OR_STRING => {
-                    if let Some(v) = m.get_field_by_name("int_val").filter(|_| m.has_field_by_name("int_val")) {
+                    if let Some(v) = m
+                        .get_field_by_name("int_val")
+                        .filter(|_| m.has_field_by_name("int_val"))
+                    {
                         Json::Number(v.as_i32().unwrap_or(0).into())
                     } else {
                         Json::String(string_field(m, "str_val"))
@@ -215,7 +250,10 @@ fn single_to_json(kind: &Kind, value: &Value) -> Option<Json> {
                 RAW_JSON => serde_json::from_str(&string_field(m, "json")).unwrap_or(Json::Null),
                 STRING_LIST => match m.get_field_by_name("items").as_deref() {
                     Some(Value::List(items)) => Json::Array(
-                        items.iter().filter_map(|v| v.as_str().map(|s| Json::String(s.into()))).collect(),
+                        items
+                            .iter()
+                            .filter_map(|v| v.as_str().map(|s| Json::String(s.into())))
+                            .collect(),
                     ),
                     _ => Json::Array(Vec::new()),
                 },
@@ -227,7 +265,9 @@ fn single_to_json(kind: &Kind, value: &Value) -> Option<Json> {
 }
 
 fn string_field(m: &DynamicMessage, name: &str) -> String {
-    m.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    m.get_field_by_name(name)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 struct Ctx {
@@ -236,7 +276,11 @@ struct Ctx {
 }
 
 fn join(path: &str, name: &str) -> String {
-    if path.is_empty() { name.to_string() } else { format!("{path}.{name}") }
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 fn describe(json: &Json) -> String {
@@ -251,12 +295,19 @@ fn describe(json: &Json) -> String {
 }
 
 fn truncate(s: &str) -> String {
-    if s.chars().count() > 40 { s.chars().take(40).collect::<String>() + "…" } else { s.into() }
+    if s.chars().count() > 40 {
+        s.chars().take(40).collect::<String>() + "…"
+    } else {
+        s.into()
+    }
 }
 
 impl Ctx {
     fn bad(&mut self, path: &str, message: String) {
-        self.errors.push(FieldProblem::BadValue { field: path.to_string(), message });
+        self.errors.push(FieldProblem::BadValue {
+            field: path.to_string(),
+            message,
+        });
     }
 
     fn message(&mut self, desc: &MessageDescriptor, json: &Json, path: &str) -> DynamicMessage {
@@ -287,7 +338,9 @@ impl Ctx {
                 self.bad(path, format!("expected object, got {}", describe(json)));
                 return None;
             };
-            let Kind::Message(entry) = field.kind() else { return None };
+            let Kind::Message(entry) = field.kind() else {
+                return None;
+            };
             let value_kind = entry.map_entry_value_field().kind();
             let mut out = HashMap::with_capacity(map.len());
             for (k, v) in map {
@@ -343,7 +396,11 @@ impl Ctx {
                 }
             },
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
-                match json.as_i64().or_else(|| whole_f64(json)).and_then(|i| i32::try_from(i).ok()) {
+                match json
+                    .as_i64()
+                    .or_else(|| whole_f64(json))
+                    .and_then(|i| i32::try_from(i).ok())
+                {
                     Some(i) => Some(Value::I32(i)),
                     None => {
                         self.bad(path, wrong("32-bit integer"));
@@ -413,26 +470,38 @@ impl Ctx {
                 Json::Number(_) => match json.as_i64().and_then(|i| i32::try_from(i).ok()) {
                     Some(i) => msg.set_field_by_name("int_val", Value::I32(i)),
                     None => {
-                        self.bad(path, format!("expected 32-bit integer or string, got {}", describe(json)));
+                        self.bad(
+                            path,
+                            format!("expected 32-bit integer or string, got {}", describe(json)),
+                        );
                         return None;
                     }
                 },
                 _ => {
-                    self.bad(path, format!("expected integer or string, got {}", describe(json)));
+                    self.bad(
+                        path,
+                        format!("expected integer or string, got {}", describe(json)),
+                    );
                     return None;
                 }
             },
             RAW_JSON => msg.set_field_by_name("json", Value::String(json.to_string())),
             STRING_LIST => {
                 let Json::Array(items) = json else {
-                    self.bad(path, format!("expected array of strings, got {}", describe(json)));
+                    self.bad(
+                        path,
+                        format!("expected array of strings, got {}", describe(json)),
+                    );
                     return None;
                 };
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     match item {
                         Json::String(s) => out.push(Value::String(s.clone())),
-                        _ => self.bad(&format!("{path}[{i}]"), format!("expected string, got {}", describe(item))),
+                        _ => self.bad(
+                            &format!("{path}[{i}]"),
+                            format!("expected string, got {}", describe(item)),
+                        ),
                     }
                 }
                 msg.set_field_by_name("items", Value::List(out));
@@ -485,7 +554,10 @@ fn yaml_value_to_json(value: serde_yaml::Value) -> Json {
             } else if let Some(u) = n.as_u64() {
                 Json::Number(u.into())
             } else {
-                n.as_f64().and_then(Number::from_f64).map(Json::Number).unwrap_or(Json::Null)
+                n.as_f64()
+                    .and_then(Number::from_f64)
+                    .map(Json::Number)
+                    .unwrap_or(Json::Null)
             }
         }
         Y::String(s) => Json::String(s),
@@ -497,7 +569,10 @@ fn yaml_value_to_json(value: serde_yaml::Value) -> Json {
                         Y::String(s) => s,
                         Y::Bool(b) => b.to_string(),
                         Y::Number(n) => n.to_string(),
-                        other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_string(),
+                        other => serde_yaml::to_string(&other)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string(),
                     };
                     (key, yaml_value_to_json(v))
                 })

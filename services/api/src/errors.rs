@@ -146,13 +146,35 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Required, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: FieldErrorType::Required,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
-    pub fn invalid(field: impl Into<String>, value: impl fmt::Display, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Invalid, field: field.into(), value: Some(value.to_string()), detail: detail.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind: FieldErrorType::Invalid,
+            field: field.into(),
+            value: Some(value.to_string()),
+            detail: detail.into(),
+        }
     }
-    pub fn not_supported(field: impl Into<String>, value: impl fmt::Display, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        supported: &[&str],
+    ) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
         Self {
             kind: FieldErrorType::NotSupported,
             field: field.into(),
@@ -161,13 +183,28 @@ impl FieldError {
         }
     }
     pub fn duplicate(field: impl Into<String>, value: impl fmt::Display) -> Self {
-        Self { kind: FieldErrorType::Duplicate, field: field.into(), value: Some(value.to_string()), detail: String::new() }
+        Self {
+            kind: FieldErrorType::Duplicate,
+            field: field.into(),
+            value: Some(value.to_string()),
+            detail: String::new(),
+        }
     }
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorType::Forbidden, field: field.into(), value: None, detail: detail.into() }
+        Self {
+            kind: FieldErrorType::Forbidden,
+            field: field.into(),
+            value: None,
+            detail: detail.into(),
+        }
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self { kind: FieldErrorType::TooLong, field: field.into(), value: None, detail: format!("may not be more than {max} bytes") }
+        Self {
+            kind: FieldErrorType::TooLong,
+            field: field.into(),
+            value: None,
+            detail: format!("may not be more than {max} bytes"),
+        }
     }
 }
 
@@ -234,18 +271,32 @@ impl ApiError {
 
     /// `pods "x" not found` (resource is the group-qualified plural, like `deployments.apps`).
     pub fn not_found(group_resource: &str, name: &str) -> Self {
-        let (kind, group) = group_resource.split_once('.').unwrap_or((group_resource, ""));
-        Self::new(Reason::NotFound, format!("{group_resource} \"{name}\" not found")).on(group, kind, name)
+        let (kind, group) = group_resource
+            .split_once('.')
+            .unwrap_or((group_resource, ""));
+        Self::new(
+            Reason::NotFound,
+            format!("{group_resource} \"{name}\" not found"),
+        )
+        .on(group, kind, name)
     }
 
     pub fn already_exists(group_resource: &str, name: &str) -> Self {
-        let (kind, group) = group_resource.split_once('.').unwrap_or((group_resource, ""));
-        Self::new(Reason::AlreadyExists, format!("{group_resource} \"{name}\" already exists")).on(group, kind, name)
+        let (kind, group) = group_resource
+            .split_once('.')
+            .unwrap_or((group_resource, ""));
+        Self::new(
+            Reason::AlreadyExists,
+            format!("{group_resource} \"{name}\" already exists"),
+        )
+        .on(group, kind, name)
     }
 
     /// The optimistic-concurrency failure kubectl and controllers retry on.
     pub fn conflict(group_resource: &str, name: &str, why: &str) -> Self {
-        let (kind, group) = group_resource.split_once('.').unwrap_or((group_resource, ""));
+        let (kind, group) = group_resource
+            .split_once('.')
+            .unwrap_or((group_resource, ""));
         Self::new(
             Reason::Conflict,
             format!("Operation cannot be fulfilled on {group_resource} \"{name}\": {why}"),
@@ -255,10 +306,22 @@ impl ApiError {
 
     /// `Deployment.apps "x" is invalid: [...]` with every field at fault.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
-        let qualified = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let list = causes.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let body = if list.len() == 1 { list[0].clone() } else { format!("[{}]", list.join(", ")) };
-        let mut e = Self::new(Reason::Invalid, format!("{qualified} \"{name}\" is invalid: {body}")).on(group, kind, name);
+        let body = if list.len() == 1 {
+            list[0].clone()
+        } else {
+            format!("[{}]", list.join(", "))
+        };
+        let mut e = Self::new(
+            Reason::Invalid,
+            format!("{qualified} \"{name}\" is invalid: {body}"),
+        )
+        .on(group, kind, name);
         e.causes = causes;
         e
     }
@@ -281,7 +344,10 @@ impl ApiError {
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(Reason::InternalError, format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            Reason::InternalError,
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -298,7 +364,10 @@ impl ApiError {
     pub fn retryable(&self) -> bool {
         matches!(
             self.reason,
-            Reason::Conflict | Reason::TooManyRequests | Reason::ServiceUnavailable | Reason::Timeout
+            Reason::Conflict
+                | Reason::TooManyRequests
+                | Reason::ServiceUnavailable
+                | Reason::Timeout
         )
     }
 
@@ -309,7 +378,10 @@ impl ApiError {
 
     /// The `meta.v1.Status` object for this error.
     pub fn to_status(&self) -> Status {
-        let has_details = !self.name.is_empty() || !self.kind.is_empty() || !self.causes.is_empty() || self.retry_after_seconds.is_some();
+        let has_details = !self.name.is_empty()
+            || !self.kind.is_empty()
+            || !self.causes.is_empty()
+            || self.retry_after_seconds.is_some();
         Status {
             api_version: Some("v1".into()),
             kind: Some("Status".into()),
@@ -339,7 +411,11 @@ impl ApiError {
 
     /// Rebuilds the error from a `meta.v1.Status` (the client side of each edge).
     pub fn from_status(status: &Status) -> Self {
-        let reason = status.reason.as_deref().and_then(Reason::parse).unwrap_or(Reason::InternalError);
+        let reason = status
+            .reason
+            .as_deref()
+            .and_then(Reason::parse)
+            .unwrap_or(Reason::InternalError);
         let mut e = Self::new(reason, status.message.clone().unwrap_or_default());
         if let Some(d) = &status.details {
             e.name = d.name.clone().unwrap_or_default();
@@ -369,6 +445,69 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The gRPC status code for this error's reason.
+    pub fn grpc_code(&self) -> tonic::Code {
+        match self.reason {
+            Reason::BadRequest
+            | Reason::Invalid
+            | Reason::UnsupportedMediaType
+            | Reason::NotAcceptable => tonic::Code::InvalidArgument,
+            Reason::Unauthorized => tonic::Code::Unauthenticated,
+            Reason::Forbidden => tonic::Code::PermissionDenied,
+            Reason::NotFound => tonic::Code::NotFound,
+            Reason::AlreadyExists => tonic::Code::AlreadyExists,
+            Reason::Conflict => tonic::Code::Aborted,
+            Reason::Gone | Reason::Expired => tonic::Code::OutOfRange,
+            Reason::RequestEntityTooLarge | Reason::TooManyRequests => {
+                tonic::Code::ResourceExhausted
+            }
+            Reason::MethodNotAllowed => tonic::Code::Unimplemented,
+            Reason::InternalError => tonic::Code::Internal,
+            Reason::ServiceUnavailable => tonic::Code::Unavailable,
+            Reason::Timeout => tonic::Code::DeadlineExceeded,
+        }
+    }
+
+    /// Rebuilds the error from a gRPC status: from the `meta.v1.Status` in its details when
+    /// present (always, from our gateway), else from the code.
+    pub fn from_grpc(status: &tonic::Status) -> Self {
+        use prost::Message as _;
+        if !status.details().is_empty()
+            && let Ok(s) = Status::decode(status.details())
+            && s.reason.is_some()
+        {
+            return Self::from_status(&s);
+        }
+        let reason = match status.code() {
+            tonic::Code::InvalidArgument => Reason::BadRequest,
+            tonic::Code::Unauthenticated => Reason::Unauthorized,
+            tonic::Code::PermissionDenied => Reason::Forbidden,
+            tonic::Code::NotFound => Reason::NotFound,
+            tonic::Code::AlreadyExists => Reason::AlreadyExists,
+            tonic::Code::Aborted => Reason::Conflict,
+            tonic::Code::OutOfRange => Reason::Expired,
+            tonic::Code::ResourceExhausted => Reason::TooManyRequests,
+            tonic::Code::Unimplemented => Reason::MethodNotAllowed,
+            tonic::Code::DeadlineExceeded => Reason::Timeout,
+            tonic::Code::Unavailable | tonic::Code::Cancelled => Reason::ServiceUnavailable,
+            _ => Reason::InternalError,
+        };
+        Self::new(reason, status.message().to_string())
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        use prost::Message as _;
+        tonic::Status::with_details(
+            e.grpc_code(),
+            e.message.clone(),
+            e.to_status().encode_to_vec().into(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,9 +530,12 @@ mod tests {
         assert_eq!(e.code(), 422);
         let status = e.to_status();
         assert_eq!(status.details.as_ref().unwrap().causes.len(), 2);
-        let back = ApiError::from_status(&status);
+        let back = ApiError::from_grpc(&tonic::Status::from(e.clone()));
         assert_eq!(back.reason, Reason::Invalid);
-        assert_eq!(back.causes[1].field, "spec.template.spec.containers[0].image");
+        assert_eq!(
+            back.causes[1].field,
+            "spec.template.spec.containers[0].image"
+        );
     }
 
     #[test]
@@ -401,6 +543,9 @@ mod tests {
         for r in ALL {
             assert_eq!(Reason::parse(r.as_str()), Some(r));
         }
-        assert_eq!(ApiError::not_found("deployments.apps", "x").message, "deployments.apps \"x\" not found");
+        assert_eq!(
+            ApiError::not_found("deployments.apps", "x").message,
+            "deployments.apps \"x\" not found"
+        );
     }
 }

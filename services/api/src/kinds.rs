@@ -32,12 +32,18 @@ pub struct KindInfo {
 impl KindInfo {
     /// `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The descriptor of the kind's message.
     pub fn descriptor(&self) -> MessageDescriptor {
-        codec::pool().get_message_by_name(self.message).expect("kind messages are compiled in")
+        codec::pool()
+            .get_message_by_name(self.message)
+            .expect("kind messages are compiled in")
     }
 
     /// The descriptor of the kind's `List` message.
@@ -47,13 +53,21 @@ impl KindInfo {
 
     /// `deployments.apps` / `pods`.
     pub fn group_resource(&self) -> String {
-        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
     }
 
     /// Storage key prefix for this kind: `/registry/<group>/<plural>/`. Kinds of one resource
     /// served at several versions share storage (autoscaling v1 and v2 HPAs).
     pub fn storage_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            self.group
+        };
         format!("/registry/{group}/{}/", self.plural)
     }
 }
@@ -101,7 +115,6 @@ kinds! {
     "coordination.k8s.io" "v1" Lease "leases" true [] [] status=false scale=false "navarch.api.coordination.v1.Lease" false;
     "discovery.k8s.io" "v1" EndpointSlice "endpointslices" true [] [] status=false scale=false "navarch.api.discovery.v1.EndpointSlice" false;
     "autoscaling" "v2" HorizontalPodAutoscaler "horizontalpodautoscalers" true ["hpa"] ["all"] status=true scale=false "navarch.api.autoscaling.v2.HorizontalPodAutoscaler" false;
-    "autoscaling" "v1" HorizontalPodAutoscaler "horizontalpodautoscalers" true ["hpa"] ["all"] status=true scale=false "navarch.api.autoscaling.v1.HorizontalPodAutoscaler" false;
     "rbac.authorization.k8s.io" "v1" Role "roles" true [] [] status=false scale=false "navarch.api.rbac.v1.Role" false;
     "rbac.authorization.k8s.io" "v1" ClusterRole "clusterroles" false [] [] status=false scale=false "navarch.api.rbac.v1.ClusterRole" false;
     "rbac.authorization.k8s.io" "v1" RoleBinding "rolebindings" true [] [] status=false scale=false "navarch.api.rbac.v1.RoleBinding" false;
@@ -112,13 +125,32 @@ kinds! {
 
 /// The kind served at `group/version` under the plural name `resource`.
 pub fn by_resource(group: &str, version: &str, resource: &str) -> Option<&'static KindInfo> {
-    KINDS.iter().find(|k| k.group == group && k.version == version && k.plural == resource)
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.plural == resource)
 }
 
 /// The kind for an `apiVersion` and `kind` pair.
 pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static KindInfo> {
     let (group, version) = split_api_version(api_version);
-    KINDS.iter().find(|k| k.group == group && k.version == version && k.kind == kind)
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.kind == kind)
+}
+
+/// The kind whose protobuf message is `full_name`.
+pub fn by_message(full_name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.message == full_name)
+}
+
+/// The kind of a generated type.
+pub fn of<T: prost::Name>() -> Option<&'static KindInfo> {
+    by_message(&T::full_name())
+}
+
+/// The kind stored under `key` (`/registry/<group>/<plural>/…`).
+pub fn by_storage_key(key: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| key.starts_with(&k.storage_prefix()))
 }
 
 /// `apps/v1` → ("apps", "v1"); `v1` → ("", "v1").
@@ -141,13 +173,21 @@ mod tests {
             assert_eq!(kind.descriptor().name(), kind.kind, "{}", kind.message);
             assert!(kind.list_descriptor().is_some(), "{}List", kind.message);
             assert!(kind.descriptor().get_field_by_name("metadata").is_some());
-            assert_eq!(kind.descriptor().get_field_by_name("status").is_some(), kind.status, "{}", kind.kind);
+            assert_eq!(
+                kind.descriptor().get_field_by_name("status").is_some(),
+                kind.status,
+                "{}",
+                kind.kind
+            );
         }
     }
 
     #[test]
     fn lookups() {
-        assert_eq!(by_resource("apps", "v1", "deployments").unwrap().kind, "Deployment");
+        assert_eq!(
+            by_resource("apps", "v1", "deployments").unwrap().kind,
+            "Deployment"
+        );
         assert_eq!(by_kind("v1", "Pod").unwrap().plural, "pods");
         assert!(by_kind("v1", "Deployment").is_none());
     }

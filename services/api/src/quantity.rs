@@ -41,7 +41,10 @@ pub struct ParseQuantityError {
 impl Quantity {
     /// A quantity of `nanos` nano-units in decimal SI form.
     pub fn from_nanos(nanos: i128) -> Self {
-        Self { nanos, format: Format::DecimalSI }
+        Self {
+            nanos,
+            format: Format::DecimalSI,
+        }
     }
 
     /// `millis` thousandths (CPU millicores).
@@ -51,7 +54,10 @@ impl Quantity {
 
     /// A whole number in the given format (bytes are usually `BinarySI`).
     pub fn from_value(value: i64, format: Format) -> Self {
-        Self { nanos: i128::from(value) * NANO, format }
+        Self {
+            nanos: i128::from(value) * NANO,
+            format,
+        }
     }
 
     /// The exact value in nano-units.
@@ -105,7 +111,10 @@ impl Ord for Quantity {
 impl std::ops::Add for Quantity {
     type Output = Quantity;
     fn add(self, rhs: Self) -> Self {
-        Self { nanos: self.nanos.saturating_add(rhs.nanos), format: self.format }
+        Self {
+            nanos: self.nanos.saturating_add(rhs.nanos),
+            format: self.format,
+        }
     }
 }
 impl std::ops::AddAssign for Quantity {
@@ -116,7 +125,10 @@ impl std::ops::AddAssign for Quantity {
 impl std::ops::Sub for Quantity {
     type Output = Quantity;
     fn sub(self, rhs: Self) -> Self {
-        Self { nanos: self.nanos.saturating_sub(rhs.nanos), format: self.format }
+        Self {
+            nanos: self.nanos.saturating_sub(rhs.nanos),
+            format: self.format,
+        }
     }
 }
 impl std::iter::Sum for Quantity {
@@ -129,7 +141,10 @@ impl FromStr for Quantity {
     type Err = ParseQuantityError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseQuantityError { input: input.to_string(), reason };
+        let err = |reason| ParseQuantityError {
+            input: input.to_string(),
+            reason,
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(err("empty"));
@@ -139,7 +154,9 @@ impl FromStr for Quantity {
             b'+' => (false, &s[1..]),
             _ => (false, s),
         };
-        let number_end = body.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(body.len());
+        let number_end = body
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(body.len());
         let (number, suffix) = body.split_at(number_end);
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(err("no number"));
@@ -151,28 +168,79 @@ impl FromStr for Quantity {
         if digits.len() > 30 {
             return Err(err("too large"));
         }
-        let mantissa: i128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| err("bad digits"))? };
+        let mantissa: i128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().map_err(|_| err("bad digits"))?
+        };
         let mut exp10: i32 = -(frac_part.len() as i32);
         let mut pow2: u32 = 0;
         let format = match suffix {
             "" => Format::DecimalSI,
-            "n" => { exp10 -= 9; Format::DecimalSI }
-            "u" => { exp10 -= 6; Format::DecimalSI }
-            "m" => { exp10 -= 3; Format::DecimalSI }
-            "k" => { exp10 += 3; Format::DecimalSI }
-            "M" => { exp10 += 6; Format::DecimalSI }
-            "G" => { exp10 += 9; Format::DecimalSI }
-            "T" => { exp10 += 12; Format::DecimalSI }
-            "P" => { exp10 += 15; Format::DecimalSI }
-            "E" => { exp10 += 18; Format::DecimalSI }
-            "Ki" => { pow2 = 10; Format::BinarySI }
-            "Mi" => { pow2 = 20; Format::BinarySI }
-            "Gi" => { pow2 = 30; Format::BinarySI }
-            "Ti" => { pow2 = 40; Format::BinarySI }
-            "Pi" => { pow2 = 50; Format::BinarySI }
-            "Ei" => { pow2 = 60; Format::BinarySI }
+            "n" => {
+                exp10 -= 9;
+                Format::DecimalSI
+            }
+            "u" => {
+                exp10 -= 6;
+                Format::DecimalSI
+            }
+            "m" => {
+                exp10 -= 3;
+                Format::DecimalSI
+            }
+            "k" => {
+                exp10 += 3;
+                Format::DecimalSI
+            }
+            "M" => {
+                exp10 += 6;
+                Format::DecimalSI
+            }
+            "G" => {
+                exp10 += 9;
+                Format::DecimalSI
+            }
+            "T" => {
+                exp10 += 12;
+                Format::DecimalSI
+            }
+            "P" => {
+                exp10 += 15;
+                Format::DecimalSI
+            }
+            "E" => {
+                exp10 += 18;
+                Format::DecimalSI
+            }
+            "Ki" => {
+                pow2 = 10;
+                Format::BinarySI
+            }
+            "Mi" => {
+                pow2 = 20;
+                Format::BinarySI
+            }
+            "Gi" => {
+                pow2 = 30;
+                Format::BinarySI
+            }
+            "Ti" => {
+                pow2 = 40;
+                Format::BinarySI
+            }
+            "Pi" => {
+                pow2 = 50;
+                Format::BinarySI
+            }
+            "Ei" => {
+                pow2 = 60;
+                Format::BinarySI
+            }
             other => {
-                let Some(exp) = other.strip_prefix(['e', 'E']) else { return Err(err("unknown suffix")) };
+                let Some(exp) = other.strip_prefix(['e', 'E']) else {
+                    return Err(err("unknown suffix"));
+                };
                 let exp: i32 = exp.parse().map_err(|_| err("bad exponent"))?;
                 if !(-30..=30).contains(&exp) {
                     return Err(err("exponent out of range"));
@@ -182,7 +250,9 @@ impl FromStr for Quantity {
             }
         };
         // nanos = mantissa × 2^pow2 × 10^(exp10 + 9), rounding up below 1n.
-        let mut value = mantissa.checked_mul(1i128 << pow2).ok_or_else(|| err("too large"))?;
+        let mut value = mantissa
+            .checked_mul(1i128 << pow2)
+            .ok_or_else(|| err("too large"))?;
         let shift = exp10 + 9;
         if shift >= 0 {
             for _ in 0..shift {
@@ -198,7 +268,10 @@ impl FromStr for Quantity {
         if value > i128::from(i64::MAX) * NANO * 1000 {
             return Err(err("too large"));
         }
-        Ok(Self { nanos: if negative { -value } else { value }, format })
+        Ok(Self {
+            nanos: if negative { -value } else { value },
+            format,
+        })
     }
 }
 
@@ -283,7 +356,12 @@ mod tests {
         assert_eq!(q("1Gi"), q("1024Mi"));
         assert!(q("500m") < q("1"));
         assert_eq!(q("250m") + q("0.75"), q("1"));
-        assert_eq!([q("100m"), q("200m"), q("700m")].into_iter().sum::<Quantity>(), q("1"));
+        assert_eq!(
+            [q("100m"), q("200m"), q("700m")]
+                .into_iter()
+                .sum::<Quantity>(),
+            q("1")
+        );
         assert_eq!(q("1.5").milli_value(), 1500);
         assert_eq!(q("1500m").value(), 2);
         assert_eq!(q("1e3").value(), 1000);

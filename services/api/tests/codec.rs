@@ -6,7 +6,11 @@ use serde_json::json;
 fn yaml_11_octal_file_modes_are_read_as_kubernetes_does() {
     let json = codec::yaml_to_json("metadata: {name: p}\nspec:\n  volumes:\n  - name: v\n    configMap: {name: c, defaultMode: 0644}\n").unwrap();
     let (pod, _) = codec::decode_json::<Pod>(&json, FieldValidation::Strict).unwrap();
-    let mode = pod.spec.unwrap().volumes[0].config_map.as_ref().unwrap().default_mode;
+    let mode = pod.spec.unwrap().volumes[0]
+        .config_map
+        .as_ref()
+        .unwrap()
+        .default_mode;
     assert_eq!(mode, Some(0o644));
 }
 
@@ -30,10 +34,22 @@ fn pod_round_trip_keeps_presence_and_forms() {
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.termination_grace_period_seconds, Some(30));
     let out = codec::encode_json(&pod);
-    assert_eq!(out["spec"]["containers"][0]["resources"]["requests"]["cpu"], "500m");
-    assert_eq!(out["spec"]["containers"][0]["readinessProbe"]["periodSeconds"], 0);
-    assert_eq!(out["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"], "http");
-    assert_eq!(out["spec"]["containers"][0]["livenessProbe"]["tcpSocket"]["port"], 8080);
+    assert_eq!(
+        out["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "500m"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["readinessProbe"]["periodSeconds"],
+        0
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"],
+        "http"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["livenessProbe"]["tcpSocket"]["port"],
+        8080
+    );
     assert_eq!(out["spec"]["volumes"][0]["emptyDir"], json!({}));
     assert_eq!(out["spec"]["terminationGracePeriodSeconds"], 30);
 }
@@ -54,6 +70,9 @@ fn unknown_fields_per_validation_mode() {
 fn type_errors_name_the_field() {
     let input = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": "eighty"}]}]}});
     let err = codec::decode_json::<Pod>(&input, FieldValidation::Strict).unwrap_err();
-    assert_eq!(err.problems[0].field(), "spec.containers[0].ports[0].containerPort");
+    assert_eq!(
+        err.problems[0].field(),
+        "spec.containers[0].ports[0].containerPort"
+    );
     assert!(err.to_string().contains("expected 32-bit integer"), "{err}");
 }

@@ -13,9 +13,16 @@ fn normalize(v: &Value) -> Option<Value> {
     match v {
         Value::Null => None,
         Value::Array(items) if items.is_empty() => None,
-        Value::Array(items) => Some(Value::Array(items.iter().map(|i| normalize(i).unwrap_or(Value::Null)).collect())),
+        Value::Array(items) => Some(Value::Array(
+            items
+                .iter()
+                .map(|i| normalize(i).unwrap_or(Value::Null))
+                .collect(),
+        )),
         Value::Object(map) => Some(Value::Object(
-            map.iter().filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v))).collect(),
+            map.iter()
+                .filter_map(|(k, v)| normalize(v).map(|v| (k.clone(), v)))
+                .collect(),
         )),
         other => Some(other.clone()),
     }
@@ -55,14 +62,21 @@ fn same(path: &str, a: &Value, b: &Value, problems: &mut Vec<String>) {
 #[test]
 fn corpus_round_trips_through_protobuf() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 30, "corpus has {} files", files.len());
     let mut documents = 0;
     let mut failures = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        for (i, doc) in codec::yaml_documents(&text).unwrap().into_iter().enumerate() {
+        for (i, doc) in codec::yaml_documents(&text)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
             documents += 1;
             let name = format!("{}#{i}", file.file_name().unwrap().to_string_lossy());
             let api_version = doc["apiVersion"].as_str().unwrap_or_default();
@@ -71,7 +85,8 @@ fn corpus_round_trips_through_protobuf() {
                 failures.push(format!("{name}: kind {api_version}/{kind} not served"));
                 continue;
             };
-            let decoded = match codec::from_json(&info.descriptor(), &doc, FieldValidation::Strict) {
+            let decoded = match codec::from_json(&info.descriptor(), &doc, FieldValidation::Strict)
+            {
                 Ok(d) => d,
                 Err(e) => {
                     failures.push(format!("{name}: {e}"));
@@ -80,15 +95,26 @@ fn corpus_round_trips_through_protobuf() {
             };
             // Through the protobuf wire form, as the store keeps it.
             let bytes = decoded.message.encode_to_vec();
-            let back = prost_reflect::DynamicMessage::decode(info.descriptor(), bytes.as_slice()).unwrap();
+            let back =
+                prost_reflect::DynamicMessage::decode(info.descriptor(), bytes.as_slice()).unwrap();
             let json = codec::to_json(&back);
             let mut problems = Vec::new();
-            same("", &normalize(&doc).unwrap(), &normalize(&json).unwrap(), &mut problems);
+            same(
+                "",
+                &normalize(&doc).unwrap(),
+                &normalize(&json).unwrap(),
+                &mut problems,
+            );
             if !problems.is_empty() {
                 failures.push(format!("{name}: {}", problems.join("; ")));
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {documents} documents failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {documents} documents failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(documents >= 40);
 }

@@ -1,1 +1,205 @@
-//! navarch-gateway
+//! The API gateway: the one door to cluster state.
+//!
+//! Every request goes through the same stages, each its own module: authenticate
+//! ([`auth`], a tonic interceptor) → authorize ([`auth::Authorizer`]) → default → validate
+//! (`navarch_api::{defaults, validation}`) → admit ([`admission`]) → persist ([`registry`]).
+//! Watches are served from the [`watch_cache`]. [`client`] is the typed client every other
+//! component uses.
+
+pub mod admission;
+pub mod auth;
+pub mod client;
+pub mod filter;
+pub mod registry;
+pub mod service;
+pub mod subresources;
+pub mod watch_cache;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use navarch_api::gateway::v1::gateway_server::GatewayServer;
+use navarch_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use auth::{AuthChain, Authenticator, Authorizer, MastersOnly, TokenFile, UserInfo};
+pub use client::Client;
+pub use registry::Registry;
+
+/// Events the watch cache keeps in memory for watchers that resume.
+pub const WATCH_CACHE_CAPACITY: usize = 50_000;
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How often old revisions are compacted, and how far back history is kept: like
+/// kube-apiserver, every 5 minutes compact to the revision seen 5 minutes before.
+pub const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What a gateway needs to run.
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub authenticator: AuthChain,
+    pub authorizer: Arc<dyn Authorizer>,
+    /// Serving certificate and key (PEM); `None` serves plain HTTP/2 (tests only).
+    pub tls: Option<tonic::transport::ServerTlsConfig>,
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] navarch_store::StoreError),
+    #[error("api: {0}")]
+    Api(#[from] navarch_api::ApiError),
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A gateway serving in the background.
+pub struct RunningGateway {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    compactor: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Stops accepting requests, lets in-flight ones finish, and waits.
+    pub async fn shutdown(mut self) {
+        self.registry.cache().close_watches();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // In-flight requests get a moment to finish; idle client connections are not waited
+        // for (an HTTP/2 client may keep its connection open past GOAWAY).
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut self.task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gateway server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gateway server task failed"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => {
+                tracing::info!(
+                    timeout_s = DRAIN_TIMEOUT.as_secs(),
+                    "closing remaining client connections"
+                );
+                self.task.abort();
+            }
+        }
+        self.compactor.abort();
+        self.registry.cache().stop();
+    }
+}
+
+/// Starts the gateway: watch cache, system namespaces, gRPC server (gateway, health,
+/// reflection) on `config.listen` (port 0 picks one; see [`RunningGateway::addr`]).
+pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    let cache = watch_cache::WatchCache::start(config.store.clone(), WATCH_CACHE_CAPACITY).await?;
+    let registry = Arc::new(Registry::new(config.store.clone(), cache));
+    registry.ensure_system_namespaces().await?;
+
+    let service = service::GatewayService::new(registry.clone(), config.authorizer.clone());
+    let chain = config.authenticator.clone();
+    let server = GatewayServer::new(service)
+        .max_decoding_message_size(16 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let gateway = tonic::service::interceptor::InterceptedService::new(
+        server,
+        move |mut req: tonic::Request<()>| {
+            let header = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            match chain.authenticate_header(header) {
+                Ok(user) => {
+                    req.extensions_mut().insert(user);
+                    Ok(req)
+                }
+                Err(e) => Err(e.into()),
+            }
+        },
+    );
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<GatewayServer<service::GatewayService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(navarch_api::codec::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let mut builder = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
+    if let Some(tls) = config.tls {
+        navarch_pki::ensure_crypto_provider();
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(gateway);
+    let (tx, rx) = oneshot::channel::<()>();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        router
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    let compactor = tokio::spawn(compactor(config.store.clone(), COMPACTION_INTERVAL));
+    tracing::info!(%addr, "gateway serving gRPC");
+    Ok(RunningGateway {
+        addr,
+        registry,
+        shutdown: Some(tx),
+        task,
+        compactor,
+    })
+}
+
+/// Compacts the store periodically to the revision it had one interval ago, so watchers get
+/// at least one interval to resume before they see Expired.
+async fn compactor(store: Arc<dyn Store>, interval: std::time::Duration) {
+    let mut previous = store.current_revision();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let target = previous;
+        previous = store.current_revision();
+        if target <= store.compacted_revision() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match store.compact(target).await {
+            Ok(()) => tracing::info!(
+                revision = target,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "compacted store history"
+            ),
+            Err(e) => tracing::warn!(error = %e, revision = target, "compaction failed"),
+        }
+    }
+}

@@ -94,7 +94,11 @@ fn classify(definition: &str) -> Result<Repr> {
                 if parts.len() != 3 {
                     bail!("unexpected definition name {other}");
                 }
-                (parts[0].to_string(), parts[1].to_string(), parts[2].to_string())
+                (
+                    parts[0].to_string(),
+                    parts[1].to_string(),
+                    parts[2].to_string(),
+                )
             } else if let Some(rest) = other.strip_prefix("io.k8s.apimachinery.pkg.apis.meta.v1.") {
                 ("meta".into(), "v1".into(), rest.to_string())
             } else if let Some(rest) = other.strip_prefix("io.k8s.apimachinery.pkg.version.") {
@@ -159,10 +163,15 @@ fn field_type(
         });
     }
     if schema.get("x-kubernetes-int-or-string").is_some() {
-        let Repr::Message(t) = meta_special("IntOrString") else { unreachable!() };
+        let Repr::Message(t) = meta_special("IntOrString") else {
+            unreachable!()
+        };
         return Ok(("optional", qualified(&t, imports)));
     }
-    let ty = schema.get("type").and_then(Value::as_str).unwrap_or("object");
+    let ty = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object");
     let format = schema.get("format").and_then(Value::as_str).unwrap_or("");
     Ok(match ty {
         "string" if format == "byte" => ("optional", "bytes".into()),
@@ -182,7 +191,9 @@ fn field_type(
         "object" => match schema.get("additionalProperties") {
             Some(values) if values.is_object() => {
                 let inner = if values.get("type").and_then(Value::as_str) == Some("array") {
-                    let Repr::Message(t) = meta_special("StringList") else { unreachable!() };
+                    let Repr::Message(t) = meta_special("StringList") else {
+                        unreachable!()
+                    };
                     qualified(&t, imports)
                 } else {
                     field_type(values, own_file, imports)?.1
@@ -190,7 +201,9 @@ fn field_type(
                 ("", format!("map<string, {inner}>"))
             }
             _ => {
-                let Repr::Message(t) = meta_special("RawJson") else { unreachable!() };
+                let Repr::Message(t) = meta_special("RawJson") else {
+                    unreachable!()
+                };
                 ("optional", qualified(&t, imports))
             }
         },
@@ -254,9 +267,14 @@ pub fn generate(existing: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<St
     let mut files: BTreeMap<String, FileOut> = BTreeMap::new();
 
     for (name, schema) in &definitions {
-        let Repr::Message(target) = classify(name)? else { continue };
+        let Repr::Message(target) = classify(name)? else {
+            continue;
+        };
         if target.file == "meta_v1"
-            && matches!(target.message.as_str(), "Quantity" | "IntOrString" | "RawJson")
+            && matches!(
+                target.message.as_str(),
+                "Quantity" | "IntOrString" | "RawJson"
+            )
         {
             continue;
         }
@@ -270,13 +288,22 @@ pub fn generate(existing: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<St
             for (json_name, prop) in props {
                 let (label, ty) = field_type(prop, &target.file, &mut file.imports)
                     .with_context(|| format!("{name}.{json_name}"))?;
-                let label = if label == "optional" && !is_scalar(&ty) { "" } else { label };
+                let label = if label == "optional" && !is_scalar(&ty) {
+                    ""
+                } else {
+                    label
+                };
                 let comment = prop
                     .get("description")
                     .and_then(Value::as_str)
                     .map(first_sentence)
                     .unwrap_or_default();
-                fields.push(Field { json_name: json_name.clone(), label, ty, comment });
+                fields.push(Field {
+                    json_name: json_name.clone(),
+                    label,
+                    ty,
+                    comment,
+                });
             }
         }
         file.messages.insert(target.message.clone(), fields);
@@ -286,23 +313,49 @@ pub fn generate(existing: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<St
         if !list {
             continue;
         }
-        let Repr::Message(target) = classify(name)? else { continue };
+        let Repr::Message(target) = classify(name)? else {
+            continue;
+        };
         let file = files.get_mut(&target.file).context("root file")?;
         if target.file != "meta_v1" {
-            file.imports.insert(format!("{PROTO_DIR_IMPORT}/meta_v1.proto"));
+            file.imports
+                .insert(format!("{PROTO_DIR_IMPORT}/meta_v1.proto"));
         }
         let list_fields = vec![
-            Field { json_name: "apiVersion".into(), label: "optional", ty: "string".into(), comment: String::new() },
-            Field { json_name: "items".into(), label: "repeated", ty: format!("{}.{}", target.package, target.message), comment: String::new() },
-            Field { json_name: "kind".into(), label: "optional", ty: "string".into(), comment: String::new() },
-            Field { json_name: "metadata".into(), label: "", ty: "navarch.api.meta.v1.ListMeta".into(), comment: String::new() },
+            Field {
+                json_name: "apiVersion".into(),
+                label: "optional",
+                ty: "string".into(),
+                comment: String::new(),
+            },
+            Field {
+                json_name: "items".into(),
+                label: "repeated",
+                ty: format!("{}.{}", target.package, target.message),
+                comment: String::new(),
+            },
+            Field {
+                json_name: "kind".into(),
+                label: "optional",
+                ty: "string".into(),
+                comment: String::new(),
+            },
+            Field {
+                json_name: "metadata".into(),
+                label: "",
+                ty: "navarch.api.meta.v1.ListMeta".into(),
+                comment: String::new(),
+            },
         ];
-        file.messages.insert(format!("{}List", target.message), list_fields);
+        file.messages
+            .insert(format!("{}List", target.message), list_fields);
     }
 
     let mut out = BTreeMap::new();
     for (stem, file) in files {
-        let numbers = existing(&stem).map(|s| existing_numbers(&s)).unwrap_or_default();
+        let numbers = existing(&stem)
+            .map(|s| existing_numbers(&s))
+            .unwrap_or_default();
         let mut text = String::new();
         text.push_str("// Code generated by navarch-protogen from the Kubernetes OpenAPI schemas. DO NOT EDIT.\n");
         text.push_str("// Regenerate with `cargo run -p navarch-protogen`; field numbers of existing fields are kept.\n");
@@ -339,8 +392,15 @@ pub fn generate(existing: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<St
                 if !field.comment.is_empty() {
                     text.push_str(&format!("  // {}\n", field.comment));
                 }
-                let label = if field.label.is_empty() { String::new() } else { format!("{} ", field.label) };
-                text.push_str(&format!("  {label}{} {} = {number};\n", field.ty, field.json_name));
+                let label = if field.label.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", field.label)
+                };
+                text.push_str(&format!(
+                    "  {label}{} {} = {number};\n",
+                    field.ty, field.json_name
+                ));
             }
             text.push_str("}\n\n");
         }
@@ -350,5 +410,8 @@ pub fn generate(existing: &dyn Fn(&str) -> Option<String>) -> Result<BTreeMap<St
 }
 
 fn is_scalar(ty: &str) -> bool {
-    matches!(ty, "string" | "bytes" | "int32" | "int64" | "double" | "bool")
+    matches!(
+        ty,
+        "string" | "bytes" | "int32" | "int64" | "double" | "bool"
+    )
 }

@@ -11,16 +11,25 @@ use navarch_api::kinds::KINDS;
 use serde_json::Value;
 
 fn proto_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").join(navarch_protogen::PROTO_DIR)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(navarch_protogen::PROTO_DIR)
 }
 
 #[test]
 fn committed_protos_match_the_generator() {
     let dir = proto_dir();
-    let files = navarch_protogen::generate(&|stem| std::fs::read_to_string(dir.join(format!("{stem}.proto"))).ok()).unwrap();
+    let files = navarch_protogen::generate(&|stem| {
+        std::fs::read_to_string(dir.join(format!("{stem}.proto"))).ok()
+    })
+    .unwrap();
     for (stem, text) in files {
-        let on_disk = std::fs::read_to_string(dir.join(format!("{stem}.proto"))).unwrap_or_default();
-        assert!(on_disk == text, "{stem}.proto is stale: run `cargo run -p navarch-protogen`");
+        let on_disk =
+            std::fs::read_to_string(dir.join(format!("{stem}.proto"))).unwrap_or_default();
+        assert!(
+            on_disk == text,
+            "{stem}.proto is stale: run `cargo run -p navarch-protogen`"
+        );
     }
 }
 
@@ -44,7 +53,9 @@ fn walk(
         }
         None => schema,
     };
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else { return };
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
     for (name, prop) in props {
         let field_path = format!("{path}.{name}");
         let Some(field) = message.get_field_by_name(name) else {
@@ -81,23 +92,52 @@ fn every_upstream_field_path_exists_in_the_model() {
     }
     use k8s_openapi::api::*;
     let roots = schema_of!(
-        core::v1::Namespace, core::v1::Pod, core::v1::Node, core::v1::Service, core::v1::Endpoints,
-        core::v1::ConfigMap, core::v1::Secret, core::v1::Event, core::v1::ServiceAccount,
-        apps::v1::Deployment, apps::v1::ReplicaSet, apps::v1::DaemonSet, apps::v1::StatefulSet,
-        apps::v1::ControllerRevision, batch::v1::Job, batch::v1::CronJob, coordination::v1::Lease,
-        discovery::v1::EndpointSlice, autoscaling::v2::HorizontalPodAutoscaler,
-        rbac::v1::Role, rbac::v1::ClusterRole, rbac::v1::RoleBinding, rbac::v1::ClusterRoleBinding,
+        core::v1::Namespace,
+        core::v1::Pod,
+        core::v1::Node,
+        core::v1::Service,
+        core::v1::Endpoints,
+        core::v1::ConfigMap,
+        core::v1::Secret,
+        core::v1::Event,
+        core::v1::ServiceAccount,
+        apps::v1::Deployment,
+        apps::v1::ReplicaSet,
+        apps::v1::DaemonSet,
+        apps::v1::StatefulSet,
+        apps::v1::ControllerRevision,
+        batch::v1::Job,
+        batch::v1::CronJob,
+        coordination::v1::Lease,
+        discovery::v1::EndpointSlice,
+        autoscaling::v2::HorizontalPodAutoscaler,
+        rbac::v1::Role,
+        rbac::v1::ClusterRole,
+        rbac::v1::RoleBinding,
+        rbac::v1::ClusterRoleBinding,
         scheduling::v1::PriorityClass
     );
     let defs = generator.take_definitions(true);
     let mut missing = Vec::new();
     let mut checked = 0;
     for (api_version, kind, schema) in roots {
-        let info = navarch_api::kinds::by_kind(api_version, kind).unwrap_or_else(|| panic!("{api_version} {kind} not served"));
+        let info = navarch_api::kinds::by_kind(api_version, kind)
+            .unwrap_or_else(|| panic!("{api_version} {kind} not served"));
         let mut seen = BTreeSet::new();
-        walk(&defs, &serde_json::to_value(&schema).unwrap(), &info.descriptor(), kind, &mut seen, &mut missing, &mut checked);
+        walk(
+            &defs,
+            &serde_json::to_value(&schema).unwrap(),
+            &info.descriptor(),
+            kind,
+            &mut seen,
+            &mut missing,
+            &mut checked,
+        );
     }
-    assert!(missing.is_empty(), "fields missing from the model: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fields missing from the model: {missing:?}"
+    );
     assert!(checked > 1000, "only {checked} field paths checked");
     assert!(KINDS.len() >= 24);
     let _ = codec::pool();

@@ -1,0 +1,373 @@
+//! The typed gateway client every component uses (controllers, scheduler, agents, tests).
+//!
+//! Objects are the generated types (`navarch_api::core::v1::Pod`, …); the kind and resource
+//! path come from the type. Errors come back as [`ApiError`] with their Kubernetes reason.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use navarch_api::gateway::v1 as pb;
+use navarch_api::gateway::v1::gateway_client::GatewayClient;
+use navarch_api::kinds::{self, KindInfo};
+use navarch_api::object::content_type;
+use navarch_api::{ApiError, Object};
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// Adds the bearer token to every call.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A generated type of a served kind.
+pub trait Resource: Message + Default + prost::Name + Clone + Send + Sync + 'static {
+    fn kind() -> &'static KindInfo {
+        kinds::of::<Self>().unwrap_or_else(|| panic!("{} is not a served kind", Self::full_name()))
+    }
+}
+
+impl<T: Message + Default + prost::Name + Clone + Send + Sync + 'static> Resource for T {}
+
+/// A change seen by a watch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WatchEvent<T> {
+    Added(T),
+    Modified(T),
+    Deleted(T),
+    /// Progress: the stream has seen everything up to this resourceVersion.
+    Bookmark(String),
+}
+
+/// List/watch parameters.
+#[derive(Clone, Debug, Default)]
+pub struct ListParams {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: i64,
+    pub continue_token: String,
+}
+
+/// Typed access to the gateway.
+#[derive(Clone)]
+pub struct Client {
+    inner: GatewayClient<InterceptedService<Channel, BearerToken>>,
+}
+
+/// One page of a typed list.
+#[derive(Clone, Debug)]
+pub struct List<T> {
+    pub items: Vec<T>,
+    pub resource_version: String,
+    pub continue_token: String,
+}
+
+fn resource(kind: &KindInfo, subresource: &str) -> Option<pb::Resource> {
+    Some(pb::Resource {
+        group: kind.group.into(),
+        version: kind.version.into(),
+        resource: kind.plural.into(),
+        subresource: subresource.into(),
+    })
+}
+
+fn decode<T: Resource>(raw: Option<pb::RawObject>) -> Result<T, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::internal("response without an object"))?;
+    T::decode(raw.raw.as_slice())
+        .map_err(|e| ApiError::internal(format!("decoding {}: {e}", T::full_name())))
+}
+
+fn encode<T: Resource>(obj: &T) -> Option<pb::RawObject> {
+    let kind = T::kind();
+    Some(pb::RawObject {
+        api_version: kind.api_version(),
+        kind: kind.kind.into(),
+        raw: obj.encode_to_vec(),
+        content_type: content_type::PROTOBUF.into(),
+    })
+}
+
+fn status(e: tonic::Status) -> ApiError {
+    ApiError::from_grpc(&e)
+}
+
+impl Client {
+    /// Connects over TLS, verifying the gateway against the cluster CA (PEM).
+    pub async fn connect(url: &str, ca_pem: &str, token: &str) -> Result<Self, ApiError> {
+        navarch_pki::ensure_crypto_provider();
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| ApiError::bad_request(format!("invalid gateway URL {url}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let endpoint = if url.starts_with("https://") {
+            let domain = endpoint.uri().host().unwrap_or("localhost").to_string();
+            let domain = if domain.parse::<std::net::IpAddr>().is_ok() {
+                "localhost".to_string()
+            } else {
+                domain
+            };
+            endpoint
+                .tls_config(
+                    ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+                        .domain_name(domain),
+                )
+                .map_err(|e| ApiError::internal(format!("TLS configuration: {e}")))?
+        } else {
+            endpoint
+        };
+        let channel = endpoint.connect().await.map_err(|e| {
+            ApiError::unavailable(format!("cannot connect to the gateway at {url}: {e}"))
+        })?;
+        Ok(Self::from_channel(channel, token))
+    }
+
+    /// Wraps an established channel.
+    pub fn from_channel(channel: Channel, token: &str) -> Self {
+        let token = (!token.is_empty())
+            .then(|| format!("Bearer {token}").parse().expect("tokens are ASCII"));
+        let inner = GatewayClient::with_interceptor(channel, BearerToken(token))
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(16 * 1024 * 1024);
+        Self { inner }
+    }
+
+    /// The raw gRPC client, for untyped calls (JSON bodies, any kind).
+    pub fn raw(&self) -> GatewayClient<InterceptedService<Channel, BearerToken>> {
+        self.inner.clone()
+    }
+
+    pub async fn get<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ApiError> {
+        let req = pb::GetRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            name: name.into(),
+            accept: String::new(),
+        };
+        decode(
+            self.inner
+                .clone()
+                .get(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    pub async fn list<T: Resource>(
+        &self,
+        namespace: &str,
+        params: &ListParams,
+    ) -> Result<List<T>, ApiError> {
+        let req = pb::ListRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            limit: params.limit,
+            r#continue: params.continue_token.clone(),
+            ..Default::default()
+        };
+        let resp = self
+            .inner
+            .clone()
+            .list(req)
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(List {
+            items: resp
+                .items
+                .into_iter()
+                .map(|o| decode(Some(o)))
+                .collect::<Result<_, _>>()?,
+            resource_version: resp.resource_version,
+            continue_token: resp.r#continue,
+        })
+    }
+
+    pub async fn create<T: Resource>(&self, namespace: &str, obj: &T) -> Result<T, ApiError> {
+        let req = pb::CreateRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            object: encode(obj),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .create(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    pub async fn update<T: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        obj: &T,
+    ) -> Result<T, ApiError> {
+        let req = pb::UpdateRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            name: name.into(),
+            object: encode(obj),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .update(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    pub async fn update_status<T: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        obj: &T,
+    ) -> Result<T, ApiError> {
+        let req = pb::UpdateRequest {
+            resource: resource(T::kind(), "status"),
+            namespace: namespace.into(),
+            name: name.into(),
+            object: encode(obj),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .update_status(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Patches with one of the Kubernetes patch content types.
+    pub async fn patch<T: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch_type: &str,
+        patch: &[u8],
+        field_manager: &str,
+    ) -> Result<T, ApiError> {
+        let req = pb::PatchRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            name: name.into(),
+            patch_type: patch_type.into(),
+            patch: patch.to_vec(),
+            options: Some(pb::WriteOptions {
+                field_manager: field_manager.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .patch(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Deletes; returns the object as the gateway last saw it (with a deletionTimestamp when
+    /// the deletion is graceful).
+    pub async fn delete<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ApiError> {
+        let req = pb::DeleteRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .delete(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Watches changes after `resource_version` ("" = current state as Added events first).
+    pub async fn watch<T: Resource>(
+        &self,
+        namespace: &str,
+        resource_version: &str,
+        params: &ListParams,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<WatchEvent<T>, ApiError>> + Send>>, ApiError> {
+        let req = pb::WatchRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            label_selector: params.label_selector.clone(),
+            field_selector: params.field_selector.clone(),
+            resource_version: resource_version.into(),
+            allow_bookmarks: true,
+            ..Default::default()
+        };
+        let stream = self
+            .inner
+            .clone()
+            .watch(req)
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(Box::pin(stream.map(|ev| {
+            let ev = ev.map_err(status)?;
+            match ev.r#type.as_str() {
+                "ADDED" => Ok(WatchEvent::Added(decode(ev.object)?)),
+                "MODIFIED" => Ok(WatchEvent::Modified(decode(ev.object)?)),
+                "DELETED" => Ok(WatchEvent::Deleted(decode(ev.object)?)),
+                "BOOKMARK" => {
+                    let kind = T::kind();
+                    let raw = ev
+                        .object
+                        .ok_or_else(|| ApiError::internal("bookmark without object"))?;
+                    let obj = Object::decode(kind, &raw.raw)?;
+                    Ok(WatchEvent::Bookmark(
+                        obj.meta().resource_version.unwrap_or_default(),
+                    ))
+                }
+                "ERROR" => {
+                    let raw = ev
+                        .object
+                        .ok_or_else(|| ApiError::internal("error event without status"))?;
+                    let s = navarch_api::meta::v1::Status::decode(raw.raw.as_slice())
+                        .map_err(|e| ApiError::internal(format!("decoding watch error: {e}")))?;
+                    Err(ApiError::from_status(&s))
+                }
+                other => Err(ApiError::internal(format!(
+                    "unknown watch event type {other:?}"
+                ))),
+            }
+        })))
+    }
+}

@@ -1,0 +1,991 @@
+//! The verbs over any kind, after authentication and authorization: default → validate →
+//! admit → persist, with the object semantics Kubernetes users rely on (server-set metadata,
+//! generation, status as a subresource, optimistic concurrency, graceful deletion).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use navarch_api::codec::FieldValidation;
+use navarch_api::kinds::{self, KindInfo};
+use navarch_api::meta::v1::ObjectMeta;
+use navarch_api::{ApiError, FieldError, Object, Reason};
+use navarch_store::{Compare, KeyValue, ListRequest, Revision, Store, StoreError, Txn, TxnOutcome};
+use prost_reflect::Value;
+use rand::Rng;
+
+use crate::admission;
+use crate::filter::Filter;
+use crate::watch_cache::WatchCache;
+
+/// How many times a patch is retried when the object changes underneath it.
+const PATCH_RETRIES: usize = 8;
+/// Largest page a list reads from the store at once.
+const STORE_PAGE: usize = 500;
+
+/// Converts a store error at the edge between store and API.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Expired {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        other if other.retryable() => {
+            ApiError::unavailable(format!("storage is unavailable: {other}"))
+        }
+        other => ApiError::internal(format!("storage error [{}]: {other}", other.code())),
+    }
+}
+
+/// Options of every write.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: String,
+    pub field_validation: FieldValidation,
+}
+
+/// Options of a list.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    pub label_selector: String,
+    pub field_selector: String,
+    pub limit: i64,
+    pub continue_token: String,
+    pub resource_version: String,
+    pub resource_version_match: String,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub items: Vec<Object>,
+    pub resource_version: Revision,
+    pub continue_token: String,
+}
+
+/// Options of a delete.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOptions {
+    pub grace_period_seconds: Option<i64>,
+    pub propagation_policy: String,
+    pub precondition_uid: String,
+    pub precondition_resource_version: String,
+    pub dry_run: bool,
+}
+
+/// The object store as the API sees it.
+pub struct Registry {
+    store: Arc<dyn Store>,
+    cache: Arc<WatchCache>,
+}
+
+/// `/registry/<group>/<plural>/<namespace>/<name>` (no namespace segment when cluster-scoped).
+pub fn object_key(kind: &KindInfo, namespace: &str, name: &str) -> String {
+    if kind.namespaced {
+        format!("{}{namespace}/{name}", kind.storage_prefix())
+    } else {
+        format!("{}{name}", kind.storage_prefix())
+    }
+}
+
+/// The key prefix for a list or watch in `namespace` ("" = all).
+pub fn list_prefix(kind: &KindInfo, namespace: &str) -> String {
+    if kind.namespaced && !namespace.is_empty() {
+        format!("{}{namespace}/", kind.storage_prefix())
+    } else {
+        kind.storage_prefix()
+    }
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+fn random_suffix() -> String {
+    // Kubernetes' alphabet for generated names: no vowels, no confusable characters.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Decodes a stored value, setting resourceVersion from the store's revision.
+pub fn from_kv(kind: &'static KindInfo, kv: &KeyValue) -> Result<Object, ApiError> {
+    let mut obj = Object::decode(kind, &kv.value)?;
+    obj.set_type_meta();
+    obj.update_meta(|m| m.resource_version = Some(kv.mod_revision.to_string()));
+    Ok(obj)
+}
+
+/// The bytes stored for an object: everything but resourceVersion (the store's revision is
+/// the source of truth).
+fn to_stored(obj: &Object) -> Bytes {
+    let mut o = obj.clone();
+    o.update_meta(|m| m.resource_version = None);
+    Bytes::from(o.encode())
+}
+
+fn has_spec(kind: &KindInfo) -> bool {
+    kind.descriptor().get_field_by_name("spec").is_some()
+}
+
+/// Continue tokens: the revision of the first page and the last key returned.
+fn encode_continue(revision: Revision, last_key: &str) -> String {
+    use base64::Engine as _;
+    let json = serde_json::json!({"v": "navarch.k8s.io/v1", "rv": revision, "start": last_key});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
+    use base64::Engine as _;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let rv = json["rv"].as_i64().ok_or_else(bad)?;
+    let start = json["start"].as_str().ok_or_else(bad)?.to_string();
+    Ok((rv, start))
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>) -> Self {
+        Self { store, cache }
+    }
+
+    pub fn cache(&self) -> &Arc<WatchCache> {
+        &self.cache
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    async fn read(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<(Object, KeyValue)>, ApiError> {
+        let key = object_key(kind, namespace, name);
+        match self.store.get(&key, 0).await.map_err(store_error)? {
+            Some(kv) => Ok(Some((from_kv(kind, &kv)?, kv))),
+            None => Ok(None),
+        }
+    }
+
+    /// Get one object.
+    pub async fn get(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Object, ApiError> {
+        check_scope(kind, namespace)?;
+        self.read(kind, namespace, name)
+            .await?
+            .map(|(o, _)| o)
+            .ok_or_else(|| ApiError::not_found(&kind.group_resource(), name))
+    }
+
+    /// List objects, filtered by selectors, a page at a time.
+    pub async fn list(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        opts: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
+        let filter = Filter::new(kind, namespace, &opts.label_selector, &opts.field_selector)?;
+        let (mut revision, mut start_after) = if opts.continue_token.is_empty() {
+            let rv = match (
+                opts.resource_version.as_str(),
+                opts.resource_version_match.as_str(),
+            ) {
+                (rv, "Exact") if !rv.is_empty() && rv != "0" => {
+                    rv.parse::<Revision>().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                    })?
+                }
+                (_, "" | "NotOlderThan" | "Exact") => 0,
+                (_, other) => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported resourceVersionMatch {other:?}"
+                    )));
+                }
+            };
+            (rv, None)
+        } else {
+            let (rv, start) = decode_continue(&opts.continue_token)?;
+            (rv, Some(start))
+        };
+        let limit = usize::try_from(opts.limit).unwrap_or(0);
+        let prefix = list_prefix(kind, namespace);
+        let mut items = Vec::new();
+        loop {
+            let want = if limit == 0 {
+                STORE_PAGE
+            } else {
+                (limit - items.len()).clamp(1, STORE_PAGE)
+            };
+            let page = self
+                .store
+                .list(ListRequest {
+                    prefix: prefix.clone(),
+                    start_after: start_after.clone(),
+                    limit: want,
+                    revision,
+                })
+                .await
+                .map_err(store_error)?;
+            revision = page.revision;
+            let last_key = page.kvs.last().map(|kv| kv.key.clone());
+            for kv in &page.kvs {
+                let obj = from_kv(kind, kv)?;
+                if filter.matches(&obj) {
+                    items.push(obj);
+                }
+            }
+            if !page.more {
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: String::new(),
+                });
+            }
+            start_after = last_key;
+            if limit > 0 && items.len() >= limit {
+                let token = encode_continue(revision, start_after.as_deref().unwrap_or_default());
+                return Ok(ListResult {
+                    items,
+                    resource_version: revision,
+                    continue_token: token,
+                });
+            }
+        }
+    }
+
+    /// Create an object.
+    pub async fn create(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        mut obj: Object,
+        opts: &WriteOptions,
+    ) -> Result<Object, ApiError> {
+        check_scope(kind, namespace)?;
+        let mut meta = obj.meta();
+        if kind.namespaced {
+            match meta.namespace.as_deref() {
+                None | Some("") => meta.namespace = Some(namespace.to_string()),
+                Some(ns) if ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => {}
+            }
+        } else {
+            meta.namespace = None;
+        }
+        let generate = meta.name.as_deref().unwrap_or_default().is_empty()
+            && !meta.generate_name.as_deref().unwrap_or_default().is_empty();
+        let now = now_rfc3339();
+        meta.uid = Some(uuid::Uuid::new_v4().to_string());
+        meta.creation_timestamp = Some(now.clone());
+        meta.resource_version = None;
+        meta.deletion_timestamp = None;
+        meta.deletion_grace_period_seconds = None;
+        meta.generation = has_spec(kind).then_some(1);
+        obj.set_meta(&meta);
+        prepare_status_for_create(&mut obj);
+        navarch_api::defaults::apply_defaults(kind, &mut obj.message);
+        let name_hint = meta.name.clone().unwrap_or_default();
+        if generate {
+            // Validate with a placeholder name; the real one is chosen at persist time.
+            obj.update_meta(|m| {
+                m.name = Some(format!(
+                    "{}{}",
+                    m.generate_name.clone().unwrap_or_default(),
+                    "xxxxx"
+                ))
+            });
+        }
+        validate(kind, &obj, None, &name_hint)?;
+        admission::admit_create(self, kind, &obj).await?;
+        if !opts.field_manager.is_empty() {
+            record_manager(&mut obj, None, &opts.field_manager, &now);
+        }
+        for attempt in 0..8 {
+            if generate {
+                let prefix = meta.generate_name.clone().unwrap_or_default();
+                obj.update_meta(|m| m.name = Some(format!("{prefix}{}", random_suffix())));
+            }
+            let name = obj.name();
+            let key = object_key(kind, namespace, &name);
+            if opts.dry_run {
+                return Ok(obj);
+            }
+            let value = to_stored(&obj);
+            match self
+                .store
+                .txn(Txn::new().when(&key, Compare::Absent).put(&key, value))
+                .await
+                .map_err(store_error)?
+            {
+                TxnOutcome::Committed { revision, .. } => {
+                    obj.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                    tracing::debug!(kind = kind.kind, namespace, name, revision, "created");
+                    return Ok(obj);
+                }
+                TxnOutcome::Failed { .. } if generate && attempt < 7 => continue,
+                TxnOutcome::Failed { .. } => {
+                    return Err(ApiError::already_exists(&kind.group_resource(), &name));
+                }
+            }
+        }
+        Err(ApiError::internal("could not generate a unique name"))
+    }
+
+    /// Replace an object (spec and metadata; status is kept for kinds with a status
+    /// subresource). With `status_only`, only the status of `obj` is taken.
+    pub async fn update(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        obj: Object,
+        opts: &WriteOptions,
+        status_only: bool,
+    ) -> Result<Object, ApiError> {
+        check_scope(kind, namespace)?;
+        if status_only && !kind.status {
+            return Err(ApiError::not_found(&kind.group_resource(), name).on(
+                kind.group,
+                kind.plural,
+                name,
+            ));
+        }
+        let body_name = obj.name();
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let body_ns = obj.namespace();
+        if kind.namespaced && !body_ns.is_empty() && body_ns != namespace {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        let (current, kv) = self
+            .read(kind, namespace, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&kind.group_resource(), name))?;
+        let expected = obj.resource_version()?;
+        if expected != 0 && expected != kv.mod_revision {
+            return Err(ApiError::conflict(
+                &kind.group_resource(),
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        let merged = merge_for_update(kind, &current, obj, status_only);
+        self.write_update(kind, namespace, name, current, kv, merged, opts)
+            .await
+    }
+
+    /// Validates and persists `merged` over `current` (read at `kv`), with the update rules.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_update(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        current: Object,
+        kv: KeyValue,
+        mut merged: Object,
+        opts: &WriteOptions,
+    ) -> Result<Object, ApiError> {
+        navarch_api::defaults::apply_defaults(kind, &mut merged.message);
+        if has_spec(kind) && merged.spec_fingerprint() != current.spec_fingerprint() {
+            let generation = current.meta().generation.unwrap_or(0) + 1;
+            merged.update_meta(|m| m.generation = Some(generation));
+        }
+        validate(kind, &merged, Some(&current), name)?;
+        if !opts.field_manager.is_empty() {
+            record_manager(
+                &mut merged,
+                Some(&current),
+                &opts.field_manager,
+                &now_rfc3339(),
+            );
+        }
+        merged.update_meta(|m| m.resource_version = Some(kv.mod_revision.to_string()));
+        if merged == current {
+            return Ok(current);
+        }
+        if opts.dry_run {
+            return Ok(merged);
+        }
+        let key = object_key(kind, namespace, name);
+        let meta = merged.meta();
+        let finalized = meta.deletion_timestamp.is_some() && meta.finalizers.is_empty();
+        let txn = if finalized {
+            Txn::new()
+                .when(&key, Compare::ModRevision(kv.mod_revision))
+                .delete(&key)
+        } else {
+            Txn::new()
+                .when(&key, Compare::ModRevision(kv.mod_revision))
+                .put(&key, to_stored(&merged))
+        };
+        match self.store.txn(txn).await.map_err(store_error)? {
+            TxnOutcome::Committed { revision, .. } => {
+                merged.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                tracing::debug!(
+                    kind = kind.kind,
+                    namespace,
+                    name,
+                    revision,
+                    finalized,
+                    "updated"
+                );
+                Ok(merged)
+            }
+            TxnOutcome::Failed { current } => {
+                Err(if current.first().is_some_and(Option::is_none) {
+                    ApiError::not_found(&kind.group_resource(), name)
+                } else {
+                    ApiError::conflict(
+                        &kind.group_resource(),
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    )
+                })
+            }
+        }
+    }
+
+    /// Patch an object (all four Kubernetes patch types), atomically: the patch is applied to
+    /// the current object and written with that object's revision as a precondition, retrying
+    /// when the object changed in between.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        patch_type: &str,
+        patch: &[u8],
+        opts: &WriteOptions,
+        force: bool,
+        status_only: bool,
+    ) -> Result<Object, ApiError> {
+        use navarch_api::patch::{PatchOptions, PatchType};
+        check_scope(kind, namespace)?;
+        let ptype = PatchType::from_content_type(patch_type).ok_or_else(|| {
+            ApiError::new(Reason::UnsupportedMediaType, format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {patch_type:?})"))
+        })?;
+        if matches!(ptype, PatchType::Apply) && opts.field_manager.is_empty() {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let patch_opts = PatchOptions {
+            field_manager: opts.field_manager.clone(),
+            force,
+            now: now_rfc3339(),
+            subresource: status_only.then(|| "status".to_string()),
+        };
+        for _ in 0..PATCH_RETRIES {
+            let Some((current, kv)) = self.read(kind, namespace, name).await? else {
+                if matches!(ptype, PatchType::Apply) && !status_only {
+                    // Server-side apply creates what does not exist.
+                    let patched = navarch_api::patch::apply_patch(
+                        kind,
+                        &serde_json::Value::Null,
+                        ptype,
+                        patch,
+                        &patch_opts,
+                    )?;
+                    let (obj, _) = Object::from_json(kind, &patched, opts.field_validation)?;
+                    if obj.name() != name {
+                        return Err(ApiError::bad_request(format!(
+                            "the name of the object ({}) does not match the name on the URL ({name})",
+                            obj.name()
+                        )));
+                    }
+                    let create_opts = WriteOptions {
+                        field_manager: String::new(),
+                        ..opts.clone()
+                    };
+                    return match self.create(kind, namespace, obj, &create_opts).await {
+                        Err(e) if e.reason == Reason::AlreadyExists => continue,
+                        other => other,
+                    };
+                }
+                return Err(ApiError::not_found(&kind.group_resource(), name));
+            };
+            let current_json = current.to_json();
+            let patched =
+                navarch_api::patch::apply_patch(kind, &current_json, ptype, patch, &patch_opts)?;
+            let (mut obj, _) = Object::from_json(kind, &patched, opts.field_validation)?;
+            // The patch may not move the object or claim another's identity.
+            obj.update_meta(|m| {
+                if m.resource_version.as_deref().unwrap_or_default().is_empty() {
+                    m.resource_version = Some(kv.mod_revision.to_string());
+                }
+            });
+            if obj.resource_version()? != kv.mod_revision {
+                return Err(ApiError::conflict(
+                    &kind.group_resource(),
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            if obj.name() != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    obj.name()
+                )));
+            }
+            let merged = merge_for_update(kind, &current, obj, status_only);
+            // Apply records its own managed fields; other patches are recorded as updates.
+            let write_opts = if matches!(ptype, PatchType::Apply) {
+                WriteOptions {
+                    field_manager: String::new(),
+                    ..opts.clone()
+                }
+            } else {
+                opts.clone()
+            };
+            match self
+                .write_update(kind, namespace, name, current, kv, merged, &write_opts)
+                .await
+            {
+                Err(e) if e.reason == Reason::Conflict => continue,
+                other => return other,
+            }
+        }
+        Err(ApiError::conflict(
+            &kind.group_resource(),
+            name,
+            "the object kept changing while the patch was applied",
+        ))
+    }
+
+    /// A system write that is not a user update (pod binding): `change` edits the current
+    /// object, which is then written with its revision as precondition (retrying on conflict),
+    /// without the update strategy's immutability rules.
+    pub async fn guaranteed_update(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+        change: impl Fn(&mut Object) -> Result<(), ApiError>,
+    ) -> Result<Object, ApiError> {
+        for _ in 0..PATCH_RETRIES {
+            let (mut obj, kv) = self
+                .read(kind, namespace, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(&kind.group_resource(), name))?;
+            change(&mut obj)?;
+            if dry_run {
+                return Ok(obj);
+            }
+            let key = object_key(kind, namespace, name);
+            let txn = Txn::new()
+                .when(&key, Compare::ModRevision(kv.mod_revision))
+                .put(&key, to_stored(&obj));
+            if let TxnOutcome::Committed { revision, .. } =
+                self.store.txn(txn).await.map_err(store_error)?
+            {
+                obj.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                return Ok(obj);
+            }
+        }
+        Err(ApiError::conflict(
+            &kind.group_resource(),
+            name,
+            "the object kept changing",
+        ))
+    }
+
+    /// Delete an object: immediately, or gracefully (deletionTimestamp set, object kept) when
+    /// it has finalizers, a propagation policy that needs one, or is a running pod.
+    pub async fn delete(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Object, ApiError> {
+        check_scope(kind, namespace)?;
+        for _ in 0..PATCH_RETRIES {
+            let (current, kv) = self
+                .read(kind, namespace, name)
+                .await?
+                .ok_or_else(|| ApiError::not_found(&kind.group_resource(), name))?;
+            let meta = current.meta();
+            if !opts.precondition_uid.is_empty()
+                && meta.uid.as_deref() != Some(opts.precondition_uid.as_str())
+            {
+                return Err(ApiError::conflict(
+                    &kind.group_resource(),
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                        opts.precondition_uid,
+                        meta.uid.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            if !opts.precondition_resource_version.is_empty()
+                && opts.precondition_resource_version != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    &kind.group_resource(),
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                        opts.precondition_resource_version, kv.mod_revision
+                    ),
+                ));
+            }
+            let graceful = graceful_deletion(kind, &current, opts)?;
+            let key = object_key(kind, namespace, name);
+            let outcome = match graceful {
+                Some(updated) => {
+                    if updated == current || opts.dry_run {
+                        return Ok(updated);
+                    }
+                    let txn = Txn::new()
+                        .when(&key, Compare::ModRevision(kv.mod_revision))
+                        .put(&key, to_stored(&updated));
+                    let outcome = self.store.txn(txn).await.map_err(store_error)?;
+                    if let TxnOutcome::Committed { revision, .. } = outcome {
+                        let mut updated = updated;
+                        updated.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                        tracing::debug!(
+                            kind = kind.kind,
+                            namespace,
+                            name,
+                            revision,
+                            "deletion started"
+                        );
+                        return Ok(updated);
+                    }
+                    outcome
+                }
+                None => {
+                    if opts.dry_run {
+                        return Ok(current);
+                    }
+                    let txn = Txn::new()
+                        .when(&key, Compare::ModRevision(kv.mod_revision))
+                        .delete(&key);
+                    let outcome = self.store.txn(txn).await.map_err(store_error)?;
+                    if let TxnOutcome::Committed { revision, .. } = outcome {
+                        let mut gone = current;
+                        gone.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                        tracing::debug!(kind = kind.kind, namespace, name, revision, "deleted");
+                        return Ok(gone);
+                    }
+                    outcome
+                }
+            };
+            debug_assert!(!outcome.is_committed());
+        }
+        Err(ApiError::conflict(
+            &kind.group_resource(),
+            name,
+            "the object kept changing while it was deleted",
+        ))
+    }
+
+    /// Delete every object a list would return.
+    pub async fn delete_collection(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        list: &ListOptions,
+        opts: &DeleteOptions,
+    ) -> Result<Vec<Object>, ApiError> {
+        let items = self
+            .list(
+                kind,
+                namespace,
+                &ListOptions {
+                    limit: 0,
+                    continue_token: String::new(),
+                    ..list.clone()
+                },
+            )
+            .await?;
+        let mut out = Vec::with_capacity(items.items.len());
+        for obj in items.items {
+            match self.delete(kind, &obj.namespace(), &obj.name(), opts).await {
+                Ok(o) => out.push(o),
+                Err(e) if e.reason == Reason::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates the namespaces every cluster has, if missing.
+    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
+        let kind = kinds::by_resource("", "v1", "namespaces").expect("namespaces are served");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if self.read(kind, "", name).await?.is_some() {
+                continue;
+            }
+            let mut ns = Object::new(kind);
+            ns.set_type_meta();
+            ns.set_meta(&ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            });
+            match self.create(kind, "", ns, &WriteOptions::default()).await {
+                Ok(_) => tracing::info!(namespace = name, "created system namespace"),
+                Err(e) if e.reason == Reason::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a namespace exists and is not terminating (for admission).
+    pub async fn namespace_phase(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let kind = kinds::by_resource("", "v1", "namespaces").expect("namespaces are served");
+        let Some((ns, _)) = self.read(kind, "", name).await? else {
+            return Ok(None);
+        };
+        let terminating = ns.meta().deletion_timestamp.is_some();
+        Ok(Some(if terminating {
+            "Terminating".into()
+        } else {
+            "Active".into()
+        }))
+    }
+
+    /// Waits until the watch cache has caught up with the store's current revision, so a
+    /// watch started right after a write sees it.
+    pub async fn sync_cache(&self) {
+        self.cache
+            .wait_for(self.store.current_revision(), Duration::from_secs(5))
+            .await;
+    }
+}
+
+fn check_scope(kind: &KindInfo, namespace: &str) -> Result<(), ApiError> {
+    if !kind.namespaced && !namespace.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{} is not namespaced; no namespace may be given",
+            kind.plural
+        )));
+    }
+    Ok(())
+}
+
+fn validate(
+    kind: &KindInfo,
+    obj: &Object,
+    old: Option<&Object>,
+    name: &str,
+) -> Result<(), ApiError> {
+    let errors: Vec<FieldError> =
+        navarch_api::validation::validate(kind, &obj.message, old.map(|o| &o.message));
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let name = if name.is_empty() {
+        obj.name()
+    } else {
+        name.to_string()
+    };
+    Err(ApiError::invalid(kind.group, kind.kind, &name, errors))
+}
+
+/// Status on create: Kubernetes resets it, except where the creator legitimately reports it.
+fn prepare_status_for_create(obj: &mut Object) {
+    match obj.kind.kind {
+        // Nodes register with their capacity and conditions.
+        "Node" => {}
+        "Pod" => set_status_json(obj, serde_json::json!({"phase": "Pending"})),
+        "Namespace" => set_status_json(obj, serde_json::json!({"phase": "Active"})),
+        _ if obj.kind.status => obj.set_field("status", None),
+        _ => {}
+    }
+}
+
+fn set_status_json(obj: &mut Object, status: serde_json::Value) {
+    let Some(field) = obj.kind.descriptor().get_field_by_name("status") else {
+        return;
+    };
+    let prost_reflect::Kind::Message(desc) = field.kind() else {
+        return;
+    };
+    if let Ok(d) = navarch_api::codec::from_json(&desc, &status, FieldValidation::Ignore) {
+        obj.set_field("status", Some(Value::Message(d.message)));
+    }
+}
+
+/// The object to write for an update: the new object with what the caller may not change
+/// taken from the current one.
+fn merge_for_update(kind: &KindInfo, current: &Object, new: Object, status_only: bool) -> Object {
+    let mut merged = if status_only {
+        let mut m = current.clone();
+        m.set_field("status", new.field("status"));
+        m
+    } else {
+        let mut m = new;
+        if kind.status {
+            m.set_field("status", current.field("status"));
+        }
+        m
+    };
+    let cur = current.meta();
+    let keep_managed = !status_only;
+    merged.update_meta(|m| {
+        m.name = cur.name.clone();
+        m.namespace = cur.namespace.clone();
+        m.uid = cur.uid.clone();
+        m.creation_timestamp = cur.creation_timestamp.clone();
+        m.deletion_timestamp = cur.deletion_timestamp.clone();
+        m.deletion_grace_period_seconds = cur.deletion_grace_period_seconds;
+        m.generation = cur.generation;
+        m.generate_name = cur.generate_name.clone().or(m.generate_name.take());
+        if keep_managed && m.managed_fields.is_empty() {
+            m.managed_fields = cur.managed_fields.clone();
+        }
+        // A deleting object may only lose finalizers, not gain new ones... except the
+        // propagation finalizers the gateway itself sets.
+    });
+    merged.set_type_meta();
+    merged
+}
+
+/// Records a non-apply write by `manager` in managedFields.
+fn record_manager(obj: &mut Object, old: Option<&Object>, manager: &str, now: &str) {
+    let old_json = old.map(Object::to_json).unwrap_or(serde_json::Value::Null);
+    let updated =
+        navarch_api::patch::record_update(obj.kind, &old_json, &obj.to_json(), manager, now);
+    if let Ok((o, _)) = Object::from_json(obj.kind, &updated, FieldValidation::Ignore) {
+        let managed = o.meta().managed_fields;
+        obj.update_meta(|m| m.managed_fields = managed);
+    }
+}
+
+/// Decides how a delete proceeds: `Some(object to write)` when the object stays for now with
+/// a deletionTimestamp, `None` when it is removed at once.
+fn graceful_deletion(
+    kind: &KindInfo,
+    current: &Object,
+    opts: &DeleteOptions,
+) -> Result<Option<Object>, ApiError> {
+    let meta = current.meta();
+    let mut finalizers = meta.finalizers.clone();
+    match opts.propagation_policy.as_str() {
+        "" | "Background" => {}
+        "Foreground" => {
+            if !finalizers.iter().any(|f| f == "foregroundDeletion") {
+                finalizers.push("foregroundDeletion".into());
+            }
+        }
+        "Orphan" => {
+            if !finalizers.iter().any(|f| f == "orphan") {
+                finalizers.push("orphan".into());
+            }
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                vec![FieldError::not_supported(
+                    "propagationPolicy",
+                    other,
+                    &["Foreground", "Background", "Orphan"],
+                )],
+            ));
+        }
+    }
+    if let Some(g) = opts.grace_period_seconds
+        && g < 0
+    {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "DeleteOptions",
+            "",
+            vec![FieldError::invalid(
+                "gracePeriodSeconds",
+                g,
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let pod_grace = pod_grace_period(kind, current, opts);
+    // Namespaces with content are finalized by the namespace controller.
+    let namespace_finalizer = kind.kind == "Namespace";
+    if finalizers.is_empty() && pod_grace.is_none() && !namespace_finalizer {
+        return Ok(None);
+    }
+    let mut updated = current.clone();
+    let now = jiff::Timestamp::now();
+    let grace = pod_grace.unwrap_or(0);
+    updated.update_meta(|m| {
+        m.finalizers = finalizers;
+        if m.deletion_timestamp.is_none()
+            || pod_grace.is_some_and(|g| Some(g) < m.deletion_grace_period_seconds)
+        {
+            let at = now
+                .checked_add(jiff::SignedDuration::from_secs(grace))
+                .unwrap_or(now);
+            m.deletion_timestamp = Some(at.round(jiff::Unit::Second).unwrap_or(at).to_string());
+            m.deletion_grace_period_seconds = Some(grace);
+        }
+    });
+    if namespace_finalizer {
+        set_status_json(&mut updated, serde_json::json!({"phase": "Terminating"}));
+    }
+    Ok(Some(updated))
+}
+
+/// A scheduled, non-terminal pod is deleted gracefully (its node agent stops it, then
+/// finishes the delete); `None` means delete at once.
+fn pod_grace_period(kind: &KindInfo, pod: &Object, opts: &DeleteOptions) -> Option<i64> {
+    if kind.kind != "Pod" {
+        return None;
+    }
+    let json = pod.to_json();
+    let node = json
+        .pointer("/spec/nodeName")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let phase = json
+        .pointer("/status/phase")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
+        return None;
+    }
+    let default = json
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(30);
+    let grace = opts.grace_period_seconds.unwrap_or(default);
+    (grace > 0).then_some(grace)
+}

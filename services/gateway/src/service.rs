@@ -1,0 +1,944 @@
+//! The gRPC service: decodes each request, authorizes it, calls the registry, encodes the
+//! answer. `ApiError` becomes `tonic::Status` here and nowhere else (via its `From` impl).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use navarch_api::codec::FieldValidation;
+use navarch_api::gateway::v1 as pb;
+use navarch_api::gateway::v1::gateway_server::Gateway;
+use navarch_api::kinds::{self, KindInfo};
+use navarch_api::{ApiError, Object, Reason};
+use opentelemetry::KeyValue as Attr;
+use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Attributes, Authorizer, UserInfo};
+use crate::filter::Filter;
+use crate::registry::{self, DeleteOptions, ListOptions, Registry, WriteOptions};
+use crate::subresources;
+use crate::watch_cache::{CacheEvent, decode_event};
+
+/// Interval between watch bookmarks.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// RED metrics of the API.
+#[derive(Clone)]
+struct ApiMetrics {
+    requests: Counter<u64>,
+    duration: Histogram<f64>,
+    watches: UpDownCounter<i64>,
+    watch_events: Counter<u64>,
+}
+
+impl ApiMetrics {
+    fn new() -> Self {
+        let meter = navarch_telemetry::meter("navarch-gateway");
+        Self {
+            requests: meter
+                .u64_counter("navarch.api.requests")
+                .with_description("API requests by verb, resource and code")
+                .build(),
+            duration: navarch_telemetry::seconds_histogram(
+                &meter,
+                "navarch.api.request.duration",
+                "API request latency",
+            ),
+            watches: meter
+                .i64_up_down_counter("navarch.api.watches")
+                .with_description("Open watch streams")
+                .build(),
+            watch_events: meter
+                .u64_counter("navarch.api.watch.events")
+                .with_description("Events sent to watchers")
+                .build(),
+        }
+    }
+}
+
+/// The gateway's gRPC service.
+#[derive(Clone)]
+pub struct GatewayService {
+    registry: Arc<Registry>,
+    authorizer: Arc<dyn Authorizer>,
+    metrics: ApiMetrics,
+}
+
+impl GatewayService {
+    pub fn new(registry: Arc<Registry>, authorizer: Arc<dyn Authorizer>) -> Self {
+        Self {
+            registry,
+            authorizer,
+            metrics: ApiMetrics::new(),
+        }
+    }
+
+    fn user<T>(req: &Request<T>) -> Result<UserInfo, ApiError> {
+        req.extensions()
+            .get::<UserInfo>()
+            .cloned()
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    fn authorize(
+        &self,
+        user: &UserInfo,
+        verb: &'static str,
+        kind: &KindInfo,
+        sub: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        self.authorizer.authorize(
+            user,
+            &Attributes {
+                verb,
+                group: kind.group.to_string(),
+                resource: kind.plural.to_string(),
+                subresource: sub.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+        )
+    }
+
+    fn finish<T>(
+        &self,
+        verb: &'static str,
+        resource: &str,
+        start: Instant,
+        result: Result<T, ApiError>,
+    ) -> Result<Response<T>, Status> {
+        let code = match &result {
+            Ok(_) => 200,
+            Err(e) => e.code(),
+        };
+        let attrs = [
+            Attr::new("verb", verb),
+            Attr::new("resource", resource.to_string()),
+            Attr::new("code", i64::from(code)),
+        ];
+        self.metrics.requests.add(1, &attrs);
+        self.metrics
+            .duration
+            .record(start.elapsed().as_secs_f64(), &attrs[..2]);
+        match result {
+            Ok(v) => Ok(Response::new(v)),
+            Err(e) => {
+                if e.code() >= 500 {
+                    tracing::warn!(verb, resource, code, error = %e.message, "request failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The kind and subresource a request names.
+fn resolve(resource: Option<&pb::Resource>) -> Result<(&'static KindInfo, String), ApiError> {
+    let r = resource.ok_or_else(|| ApiError::bad_request("resource is required"))?;
+    let kind = kinds::by_resource(&r.group, &r.version, &r.resource).ok_or_else(|| {
+        let gv = if r.group.is_empty() {
+            r.version.clone()
+        } else {
+            format!("{}/{}", r.group, r.version)
+        };
+        ApiError::not_found("resources", &format!("{gv}/{}", r.resource)).on(
+            &r.group,
+            &r.resource,
+            "",
+        )
+    })?;
+    Ok((kind, r.subresource.clone()))
+}
+
+fn write_options(opts: Option<&pb::WriteOptions>) -> Result<WriteOptions, ApiError> {
+    let Some(o) = opts else {
+        return Ok(WriteOptions::default());
+    };
+    let field_validation = FieldValidation::parse(&o.field_validation).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "fieldValidation must be one of Ignore, Warn or Strict, got {:?}",
+            o.field_validation
+        ))
+    })?;
+    for d in &o.dry_run {
+        if d != "All" {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {d:?}: supported values: \"All\""
+            )));
+        }
+    }
+    Ok(WriteOptions {
+        dry_run: !o.dry_run.is_empty(),
+        field_manager: o.field_manager.clone(),
+        field_validation,
+    })
+}
+
+fn raw(obj: &Object, accept: &str) -> Result<pb::RawObject, ApiError> {
+    Ok(pb::RawObject {
+        api_version: obj.kind.api_version(),
+        kind: obj.kind.kind.to_string(),
+        raw: obj.to_raw(accept)?.to_vec(),
+        content_type: if accept.is_empty() {
+            navarch_api::object::content_type::PROTOBUF.into()
+        } else {
+            accept.into()
+        },
+    })
+}
+
+fn raw_json(
+    api_version: &str,
+    kind: &str,
+    message: &str,
+    json: &serde_json::Value,
+    accept: &str,
+) -> Result<pb::RawObject, ApiError> {
+    Ok(pb::RawObject {
+        api_version: api_version.into(),
+        kind: kind.into(),
+        raw: subresources::encode_body(message, json, accept)?,
+        content_type: if accept.is_empty() {
+            navarch_api::object::content_type::PROTOBUF.into()
+        } else {
+            accept.into()
+        },
+    })
+}
+
+fn decode_object(
+    kind: &'static KindInfo,
+    body: Option<&pb::RawObject>,
+    validation: FieldValidation,
+) -> Result<(Object, Vec<String>), ApiError> {
+    let body = body.ok_or_else(|| ApiError::bad_request("object is required"))?;
+    Object::from_raw(kind, &body.raw, &body.content_type, validation)
+}
+
+fn warnings(unknown: Vec<String>) -> Vec<String> {
+    unknown
+        .into_iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect()
+}
+
+type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn get(
+        &self,
+        req: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, sub) = resolve(r.resource.as_ref())?;
+            self.authorize(&user, "get", kind, &sub, &r.namespace, &r.name)?;
+            let obj = self.registry.get(kind, &r.namespace, &r.name).await?;
+            let object = match sub.as_str() {
+                "" | "status" => raw(&obj, &r.accept)?,
+                "scale" if kind.scale => raw_json(
+                    "autoscaling/v1",
+                    "Scale",
+                    "navarch.api.autoscaling.v1.Scale",
+                    &subresources::scale_of(&obj),
+                    &r.accept,
+                )?,
+                other => {
+                    return Err(ApiError::not_found(
+                        &format!("{}/{other}", kind.plural),
+                        &r.name,
+                    ));
+                }
+            };
+            Ok(pb::ObjectResponse {
+                object: Some(object),
+                warnings: vec![],
+            })
+        }
+        .await;
+        self.finish("get", &resource, start, result)
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, _) = resolve(r.resource.as_ref())?;
+            self.authorize(&user, "list", kind, "", &r.namespace, "")?;
+            let page = self
+                .registry
+                .list(
+                    kind,
+                    &r.namespace,
+                    &ListOptions {
+                        label_selector: r.label_selector.clone(),
+                        field_selector: r.field_selector.clone(),
+                        limit: r.limit,
+                        continue_token: r.r#continue.clone(),
+                        resource_version: r.resource_version.clone(),
+                        resource_version_match: r.resource_version_match.clone(),
+                    },
+                )
+                .await?;
+            Ok(pb::ListResponse {
+                items: page
+                    .items
+                    .iter()
+                    .map(|o| raw(o, &r.accept))
+                    .collect::<Result<_, _>>()?,
+                resource_version: page.resource_version.to_string(),
+                r#continue: page.continue_token,
+                remaining_item_count: None,
+            })
+        }
+        .await;
+        self.finish("list", &resource, start, result)
+    }
+
+    type WatchStream = WatchResponseStream;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let setup = async {
+            let user = user?;
+            let (kind, _) = resolve(r.resource.as_ref())?;
+            self.authorize(&user, "watch", kind, "", &r.namespace, "")?;
+            let filter = Filter::new(kind, &r.namespace, &r.label_selector, &r.field_selector)?;
+            let revision = match r.resource_version.as_str() {
+                "" | "0" => 0,
+                rv => rv.parse::<i64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?,
+            };
+            Ok((kind, filter, revision))
+        }
+        .await;
+        let (kind, filter, revision) = match setup {
+            Ok(v) => v,
+            Err(e) => return self.finish("watch", &resource, start, Err(e)),
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let watcher = Watcher {
+            registry: self.registry.clone(),
+            kind,
+            namespace: r.namespace.clone(),
+            filter,
+            accept: r.accept.clone(),
+            allow_bookmarks: r.allow_bookmarks,
+            send_initial_events: r.send_initial_events,
+            tx,
+            metrics: self.metrics.clone(),
+        };
+        let timeout =
+            (r.timeout_seconds > 0).then(|| Duration::from_secs(r.timeout_seconds as u64));
+        self.metrics
+            .watches
+            .add(1, &[Attr::new("resource", resource.clone())]);
+        let metrics = self.metrics.clone();
+        let res = resource.clone();
+        tokio::spawn(async move {
+            let run = watcher.run(revision);
+            match timeout {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, run).await;
+                }
+                None => run.await,
+            }
+            metrics.watches.add(-1, &[Attr::new("resource", res)]);
+        });
+        let stream: WatchResponseStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
+        self.finish("watch", &resource, start, Ok(stream))
+    }
+
+    async fn create(
+        &self,
+        req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, sub) = resolve(r.resource.as_ref())?;
+            let opts = write_options(r.options.as_ref())?;
+            match sub.as_str() {
+                "" => {
+                    self.authorize(&user, "create", kind, "", &r.namespace, "")?;
+                    let (obj, unknown) =
+                        decode_object(kind, r.object.as_ref(), opts.field_validation)?;
+                    let created = self.registry.create(kind, &r.namespace, obj, &opts).await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw(&created, &r.accept)?),
+                        warnings: warnings(unknown),
+                    })
+                }
+                "binding" if kind.kind == "Pod" => {
+                    self.authorize(&user, "create", kind, "binding", &r.namespace, &r.name)?;
+                    let body = r
+                        .object
+                        .as_ref()
+                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
+                    let binding = subresources::decode_body(
+                        "navarch.api.core.v1.Binding",
+                        &body.raw,
+                        &body.content_type,
+                    )?;
+                    let status = subresources::bind(
+                        &self.registry,
+                        kind,
+                        &r.namespace,
+                        &r.name,
+                        &binding,
+                        &opts,
+                    )
+                    .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw_json(
+                            "v1",
+                            "Status",
+                            "navarch.api.meta.v1.Status",
+                            &status,
+                            &r.accept,
+                        )?),
+                        warnings: vec![],
+                    })
+                }
+                "eviction" if kind.kind == "Pod" => {
+                    self.authorize(&user, "create", kind, "eviction", &r.namespace, &r.name)?;
+                    let body = r
+                        .object
+                        .as_ref()
+                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
+                    let eviction = subresources::decode_body(
+                        "navarch.api.policy.v1.Eviction",
+                        &body.raw,
+                        &body.content_type,
+                    )?;
+                    let status = subresources::evict(
+                        &self.registry,
+                        kind,
+                        &r.namespace,
+                        &r.name,
+                        &eviction,
+                        opts.dry_run,
+                    )
+                    .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw_json(
+                            "v1",
+                            "Status",
+                            "navarch.api.meta.v1.Status",
+                            &status,
+                            &r.accept,
+                        )?),
+                        warnings: vec![],
+                    })
+                }
+                other => Err(ApiError::method_not_allowed(format!(
+                    "create is not supported on {}/{other}",
+                    kind.plural
+                ))),
+            }
+        }
+        .await;
+        self.finish("create", &resource, start, result)
+    }
+
+    async fn update(
+        &self,
+        req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = self.do_update(user, r, None).await;
+        self.finish("update", &resource, start, result)
+    }
+
+    async fn update_status(
+        &self,
+        req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = self.do_update(user, r, Some("status")).await;
+        self.finish("update", &resource, start, result)
+    }
+
+    async fn patch(
+        &self,
+        req: Request<pb::PatchRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, sub) = resolve(r.resource.as_ref())?;
+            self.authorize(&user, "patch", kind, &sub, &r.namespace, &r.name)?;
+            let opts = write_options(r.options.as_ref())?;
+            match sub.as_str() {
+                "" | "status" => {
+                    let patched = self
+                        .registry
+                        .patch(
+                            kind,
+                            &r.namespace,
+                            &r.name,
+                            &r.patch_type,
+                            &r.patch,
+                            &opts,
+                            r.force,
+                            sub == "status",
+                        )
+                        .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw(&patched, &r.accept)?),
+                        warnings: vec![],
+                    })
+                }
+                "scale" if kind.scale => {
+                    use navarch_api::patch::{PatchOptions, PatchType, apply_patch};
+                    let obj = self.registry.get(kind, &r.namespace, &r.name).await?;
+                    let ptype = PatchType::from_content_type(&r.patch_type).ok_or_else(|| {
+                        ApiError::new(
+                            Reason::UnsupportedMediaType,
+                            format!("unsupported patch type {:?}", r.patch_type),
+                        )
+                    })?;
+                    let scale_kind =
+                        kinds::by_resource("apps", "v1", "deployments").expect("served");
+                    let patched = apply_patch(
+                        scale_kind,
+                        &subresources::scale_of(&obj),
+                        ptype,
+                        &r.patch,
+                        &PatchOptions {
+                            field_manager: opts.field_manager.clone(),
+                            force: r.force,
+                            now: String::new(),
+                            subresource: Some("scale".into()),
+                        },
+                    )?;
+                    let scale = subresources::update_scale(
+                        &self.registry,
+                        kind,
+                        &r.namespace,
+                        &r.name,
+                        &patched,
+                        &opts,
+                    )
+                    .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw_json(
+                            "autoscaling/v1",
+                            "Scale",
+                            "navarch.api.autoscaling.v1.Scale",
+                            &scale,
+                            &r.accept,
+                        )?),
+                        warnings: vec![],
+                    })
+                }
+                other => Err(ApiError::method_not_allowed(format!(
+                    "patch is not supported on {}/{other}",
+                    kind.plural
+                ))),
+            }
+        }
+        .await;
+        self.finish("patch", &resource, start, result)
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::ObjectResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let resource = r
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, _) = resolve(r.resource.as_ref())?;
+            self.authorize(&user, "delete", kind, "", &r.namespace, &r.name)?;
+            let deleted = self
+                .registry
+                .delete(kind, &r.namespace, &r.name, &delete_options(&r)?)
+                .await?;
+            Ok(pb::ObjectResponse {
+                object: Some(raw(&deleted, &r.accept)?),
+                warnings: vec![],
+            })
+        }
+        .await;
+        self.finish("delete", &resource, start, result)
+    }
+
+    async fn delete_collection(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let list = r.list.unwrap_or_default();
+        let resource = list
+            .resource
+            .as_ref()
+            .map(|x| x.resource.clone())
+            .unwrap_or_default();
+        let result = async {
+            let user = user?;
+            let (kind, _) = resolve(list.resource.as_ref())?;
+            self.authorize(&user, "deletecollection", kind, "", &list.namespace, "")?;
+            let opts = r
+                .options
+                .as_ref()
+                .map(delete_options)
+                .transpose()?
+                .unwrap_or_default();
+            let deleted = self
+                .registry
+                .delete_collection(
+                    kind,
+                    &list.namespace,
+                    &ListOptions {
+                        label_selector: list.label_selector.clone(),
+                        field_selector: list.field_selector.clone(),
+                        ..Default::default()
+                    },
+                    &opts,
+                )
+                .await?;
+            Ok(pb::DeleteCollectionResponse {
+                items: deleted
+                    .iter()
+                    .map(|o| raw(o, &list.accept))
+                    .collect::<Result<_, _>>()?,
+            })
+        }
+        .await;
+        self.finish("deletecollection", &resource, start, result)
+    }
+}
+
+fn delete_options(r: &pb::DeleteRequest) -> Result<DeleteOptions, ApiError> {
+    for d in &r.dry_run {
+        if d != "All" {
+            return Err(ApiError::bad_request(format!(
+                "dryRun: Unsupported value: {d:?}: supported values: \"All\""
+            )));
+        }
+    }
+    Ok(DeleteOptions {
+        grace_period_seconds: r.grace_period_seconds,
+        propagation_policy: r.propagation_policy.clone(),
+        precondition_uid: r.precondition_uid.clone(),
+        precondition_resource_version: r.precondition_resource_version.clone(),
+        dry_run: !r.dry_run.is_empty(),
+    })
+}
+
+impl GatewayService {
+    async fn do_update(
+        &self,
+        user: Result<UserInfo, ApiError>,
+        r: pb::UpdateRequest,
+        forced_sub: Option<&str>,
+    ) -> Result<pb::ObjectResponse, ApiError> {
+        let user = user?;
+        let (kind, sub) = resolve(r.resource.as_ref())?;
+        let sub = forced_sub.map(str::to_string).unwrap_or(sub);
+        self.authorize(&user, "update", kind, &sub, &r.namespace, &r.name)?;
+        let opts = write_options(r.options.as_ref())?;
+        match sub.as_str() {
+            "" | "status" => {
+                let (obj, unknown) = decode_object(kind, r.object.as_ref(), opts.field_validation)?;
+                let updated = self
+                    .registry
+                    .update(kind, &r.namespace, &r.name, obj, &opts, sub == "status")
+                    .await?;
+                Ok(pb::ObjectResponse {
+                    object: Some(raw(&updated, &r.accept)?),
+                    warnings: warnings(unknown),
+                })
+            }
+            "scale" if kind.scale => {
+                let body = r
+                    .object
+                    .as_ref()
+                    .ok_or_else(|| ApiError::bad_request("object is required"))?;
+                let scale = subresources::decode_body(
+                    "navarch.api.autoscaling.v1.Scale",
+                    &body.raw,
+                    &body.content_type,
+                )?;
+                let updated = subresources::update_scale(
+                    &self.registry,
+                    kind,
+                    &r.namespace,
+                    &r.name,
+                    &scale,
+                    &opts,
+                )
+                .await?;
+                Ok(pb::ObjectResponse {
+                    object: Some(raw_json(
+                        "autoscaling/v1",
+                        "Scale",
+                        "navarch.api.autoscaling.v1.Scale",
+                        &updated,
+                        &r.accept,
+                    )?),
+                    warnings: vec![],
+                })
+            }
+            other => Err(ApiError::method_not_allowed(format!(
+                "update is not supported on {}/{other}",
+                kind.plural
+            ))),
+        }
+    }
+}
+
+/// One watch stream: initial state if asked, then changes, bookmarks, until the client goes.
+struct Watcher {
+    registry: Arc<Registry>,
+    kind: &'static KindInfo,
+    namespace: String,
+    filter: Filter,
+    accept: String,
+    allow_bookmarks: bool,
+    send_initial_events: bool,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+    metrics: ApiMetrics,
+}
+
+impl Watcher {
+    async fn send(&self, event_type: &str, obj: &Object) -> bool {
+        let event = match raw(obj, &self.accept) {
+            Ok(o) => pb::WatchEvent {
+                r#type: event_type.into(),
+                object: Some(o),
+            },
+            Err(e) => return self.send_error(e).await,
+        };
+        self.metrics.watch_events.add(1, &[]);
+        self.tx.send(Ok(event)).await.is_ok()
+    }
+
+    async fn send_error(&self, e: ApiError) -> bool {
+        let status = navarch_api::codec::encode_json(&e.to_status());
+        let object = raw_json(
+            "v1",
+            "Status",
+            "navarch.api.meta.v1.Status",
+            &status,
+            &self.accept,
+        )
+        .ok();
+        let _ = self
+            .tx
+            .send(Ok(pb::WatchEvent {
+                r#type: "ERROR".into(),
+                object,
+            }))
+            .await;
+        false
+    }
+
+    async fn run(self, revision: i64) {
+        let mut last = revision;
+        let initial = revision == 0 || self.send_initial_events;
+        if initial {
+            let opts = ListOptions {
+                resource_version: if revision == 0 {
+                    String::new()
+                } else {
+                    revision.to_string()
+                },
+                resource_version_match: if revision == 0 {
+                    String::new()
+                } else {
+                    "Exact".into()
+                },
+                ..Default::default()
+            };
+            let mut opts = opts;
+            loop {
+                match self.registry.list(self.kind, &self.namespace, &opts).await {
+                    Ok(page) => {
+                        for obj in &page.items {
+                            if self.filter.matches(obj) && !self.send("ADDED", obj).await {
+                                return;
+                            }
+                        }
+                        last = page.resource_version;
+                        if page.continue_token.is_empty() {
+                            break;
+                        }
+                        opts.continue_token = page.continue_token;
+                    }
+                    Err(e) => {
+                        self.send_error(e).await;
+                        return;
+                    }
+                }
+            }
+            if self.send_initial_events
+                && self.allow_bookmarks
+                && !self
+                    .send("BOOKMARK", &subresources::bookmark(self.kind, last, true))
+                    .await
+            {
+                return;
+            }
+        } else {
+            let compacted = self.registry.store().compacted_revision();
+            if revision < compacted {
+                self.send_error(ApiError::expired(format!(
+                    "too old resource version: {revision} ({compacted})"
+                )))
+                .await;
+                return;
+            }
+        }
+        let prefix = registry::list_prefix(self.kind, &self.namespace);
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        match self.registry.cache().subscribe(last) {
+            Some((replay, mut rx)) => {
+                for ev in replay {
+                    last = ev.revision;
+                    if !self.deliver(&prefix, &ev).await {
+                        return;
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        ev = rx.recv() => match ev {
+                            Ok(ev) => {
+                                if ev.revision <= last { continue; }
+                                last = ev.revision;
+                                if !self.deliver(&prefix, &ev).await { return; }
+                            }
+                            // Too slow: end the stream; the client re-watches from its last revision.
+                            Err(_) => return,
+                        },
+                        _ = ticker.tick() => {
+                            if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
+                        }
+                        _ = self.tx.closed() => return,
+                        _ = self.registry.cache().closed() => return,
+                    }
+                }
+            }
+            None => {
+                let mut stream = match self.registry.cache().store_watch(&prefix, last).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.send_error(e).await;
+                        return;
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        ev = stream.next() => match ev {
+                            Some(Ok(ev)) => {
+                                last = ev.kv.mod_revision;
+                                if let Some(ev) = decode_event(&ev)
+                                    && !self.deliver(&prefix, &ev).await { return; }
+                            }
+                            Some(Err(e)) => { self.send_error(registry::store_error(e)).await; return; }
+                            None => return,
+                        },
+                        _ = ticker.tick() => {
+                            if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
+                        }
+                        _ = self.tx.closed() => return,
+                        _ = self.registry.cache().closed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one change as the watcher sees it through its filter: an object entering the
+    /// filter is ADDED, leaving it DELETED.
+    async fn deliver(&self, prefix: &str, ev: &CacheEvent) -> bool {
+        if !ev.key.starts_with(prefix) {
+            return true;
+        }
+        let now = !ev.deleted && self.filter.matches(&ev.object);
+        let before = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
+        let event_type = match (ev.deleted, before, now) {
+            (true, true, _) => "DELETED",
+            (true, false, _) => return true,
+            (false, true, true) => "MODIFIED",
+            (false, false, true) => "ADDED",
+            (false, true, false) => "DELETED",
+            (false, false, false) => return true,
+        };
+        self.send(event_type, &ev.object).await
+    }
+}

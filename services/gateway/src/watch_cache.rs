@@ -1,0 +1,245 @@
+//! The watch cache: one store watch for the whole cluster, fanned out to every API watcher.
+//!
+//! A task follows the store's log from the revision the gateway started at, decodes each
+//! change once, keeps the most recent events in a ring buffer and broadcasts them. A watcher
+//! asking for a revision still in the buffer is served from memory; an older one falls back to
+//! a watch on the store itself (which answers Expired once the revision is compacted).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::StreamExt;
+use navarch_api::kinds;
+use navarch_api::{ApiError, Object};
+use navarch_store::{EventKind, Revision, Store, StoreError, WatchEvent};
+use tokio::sync::{broadcast, watch};
+
+/// One change, decoded.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub revision: Revision,
+    pub key: String,
+    pub deleted: bool,
+    /// The object after the change (for a delete: the last state, with the delete's revision
+    /// as its resourceVersion, as Kubernetes reports it).
+    pub object: Object,
+    /// The object before the change, if it existed.
+    pub prev: Option<Object>,
+}
+
+/// Decodes a store event into a cache event; `None` for keys that are not objects.
+pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
+    let kind = kinds::by_storage_key(&ev.kv.key)?;
+    let decode = |kv: &navarch_store::KeyValue, rv: Revision| -> Option<Object> {
+        let mut obj = Object::decode(kind, &kv.value).ok()?;
+        obj.set_type_meta();
+        obj.update_meta(|m| m.resource_version = Some(rv.to_string()));
+        Some(obj)
+    };
+    let prev = ev.prev.as_ref().and_then(|p| decode(p, p.mod_revision));
+    let (deleted, object) = match ev.kind {
+        EventKind::Put => (false, decode(&ev.kv, ev.kv.mod_revision)?),
+        EventKind::Delete => (true, decode(ev.prev.as_ref()?, ev.kv.mod_revision)?),
+    };
+    Some(CacheEvent {
+        revision: ev.kv.mod_revision,
+        key: ev.kv.key.clone(),
+        deleted,
+        object,
+        prev,
+    })
+}
+
+struct Buffer {
+    events: VecDeque<Arc<CacheEvent>>,
+    /// Every event with a revision above this one is in `events`.
+    complete_after: Revision,
+}
+
+/// Buffered events to replay, then the live feed.
+pub type Subscription = (Vec<Arc<CacheEvent>>, broadcast::Receiver<Arc<CacheEvent>>);
+
+/// The cluster-wide watch cache.
+pub struct WatchCache {
+    store: Arc<dyn Store>,
+    buffer: std::sync::Mutex<Buffer>,
+    capacity: usize,
+    tx: broadcast::Sender<Arc<CacheEvent>>,
+    /// The newest revision the cache has seen.
+    revision: AtomicI64,
+    progress: watch::Sender<Revision>,
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: watch::Sender<bool>,
+}
+
+impl WatchCache {
+    /// Starts following the store from its current revision.
+    pub async fn start(store: Arc<dyn Store>, capacity: usize) -> Result<Arc<Self>, StoreError> {
+        let start = store.current_revision();
+        let (tx, _) = broadcast::channel(capacity.max(1024));
+        let (progress, _) = watch::channel(start);
+        let cache = Arc::new(Self {
+            store: store.clone(),
+            buffer: std::sync::Mutex::new(Buffer {
+                events: VecDeque::new(),
+                complete_after: start,
+            }),
+            capacity,
+            tx,
+            revision: AtomicI64::new(start),
+            progress,
+            follower: std::sync::Mutex::new(None),
+            closed: watch::channel(false).0,
+        });
+        let stream = store.watch("/registry/", start).await?;
+        let task = tokio::spawn(cache.clone().follow(stream, start));
+        *cache.follower.lock().expect("watch cache lock") = Some(task);
+        Ok(cache)
+    }
+
+    /// Ends every watch stream (on shutdown, before the server drains).
+    pub fn close_watches(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`WatchCache::close_watches`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Stops following the store (on shutdown), releasing its watch.
+    pub fn stop(&self) {
+        if let Some(task) = self.follower.lock().expect("watch cache lock").take() {
+            task.abort();
+        }
+    }
+
+    async fn follow(self: Arc<Self>, mut stream: navarch_store::WatchStream, mut last: Revision) {
+        loop {
+            match stream.next().await {
+                Some(Ok(ev)) => {
+                    last = ev.kv.mod_revision;
+                    if let Some(decoded) = decode_event(&ev) {
+                        self.push(Arc::new(decoded));
+                    } else {
+                        tracing::warn!(key = %ev.kv.key, "watch cache: skipping undecodable key");
+                    }
+                    self.revision.store(last, Ordering::Release);
+                    self.progress.send_replace(last);
+                }
+                Some(Err(StoreError::Expired { compacted, .. })) => {
+                    // Compaction passed us while we were away: what we missed is gone. Resume
+                    // from the current revision; watchers older than that fall back to the
+                    // store and get Expired, so they relist.
+                    let now = self.store.current_revision().max(compacted);
+                    tracing::warn!(
+                        revision = last,
+                        resume = now,
+                        "watch cache: missed compacted events, resuming from current"
+                    );
+                    {
+                        let mut buf = self.buffer.lock().expect("watch cache lock");
+                        buf.events.clear();
+                        buf.complete_after = now;
+                    }
+                    last = now;
+                    stream = self.rewatch(last).await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, revision = last, "watch cache: store watch ended, resuming");
+                    stream = self.rewatch(last).await;
+                }
+                None => {
+                    if self.tx.receiver_count() == 0 && Arc::strong_count(&self) <= 1 {
+                        return;
+                    }
+                    tracing::warn!(revision = last, "watch cache: store watch closed, resuming");
+                    stream = self.rewatch(last).await;
+                }
+            }
+        }
+    }
+
+    async fn rewatch(&self, last: Revision) -> navarch_store::WatchStream {
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.watch("/registry/", last).await {
+                Ok(s) => return s,
+                Err(StoreError::Expired { compacted, .. }) => {
+                    let stream = futures::stream::iter([Err(StoreError::Expired {
+                        requested: last,
+                        compacted,
+                    })]);
+                    return Box::pin(stream);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, revision = last, "watch cache: cannot re-watch the store");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn push(&self, ev: Arc<CacheEvent>) {
+        let mut buf = self.buffer.lock().expect("watch cache lock");
+        buf.events.push_back(ev.clone());
+        // Evict whole revisions, so the buffer never holds half of a transaction.
+        while buf.events.len() > self.capacity {
+            let Some(front) = buf.events.front().map(|e| e.revision) else {
+                break;
+            };
+            if front == ev.revision {
+                break;
+            }
+            while buf.events.front().is_some_and(|e| e.revision == front) {
+                buf.events.pop_front();
+            }
+            buf.complete_after = front;
+        }
+        drop(buf);
+        let _ = self.tx.send(ev);
+    }
+
+    /// The newest revision the cache has applied.
+    pub fn revision(&self) -> Revision {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Waits until the cache has seen `revision` (or the timeout passes).
+    pub async fn wait_for(&self, revision: Revision, timeout: std::time::Duration) {
+        let mut rx = self.progress.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await;
+    }
+
+    /// Events after `after`: buffered ones, then live ones. `None` when `after` is older than
+    /// the buffer (the caller falls back to the store).
+    pub fn subscribe(&self, after: Revision) -> Option<Subscription> {
+        let rx = self.tx.subscribe();
+        let buf = self.buffer.lock().expect("watch cache lock");
+        if after < buf.complete_after {
+            return None;
+        }
+        let replay = buf
+            .events
+            .iter()
+            .filter(|e| e.revision > after)
+            .cloned()
+            .collect();
+        Some((replay, rx))
+    }
+
+    /// A store watch for a watcher whose revision is older than the buffer.
+    pub async fn store_watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<navarch_store::WatchStream, ApiError> {
+        self.store
+            .watch(prefix, after)
+            .await
+            .map_err(crate::registry::store_error)
+    }
+}

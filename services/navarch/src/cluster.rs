@@ -1,0 +1,146 @@
+//! `navarch up` / `navarch server`: the control plane on one machine.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use navarch_gateway::auth::{AuthChain, TokenFile, UserInfo};
+use navarch_gateway::{GatewayConfig, MastersOnly};
+use serde::Serialize;
+
+/// Flags shared by `up` and `server`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Where the store, the cluster CA and the credentials live.
+    #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = crate::default_data_dir())]
+    pub data_dir: PathBuf,
+    /// Address of the gRPC API gateway.
+    #[arg(long, default_value_t = crate::default_grpc_listen())]
+    pub grpc_listen: SocketAddr,
+    /// Extra names and addresses for the serving certificate.
+    #[arg(long = "tls-san")]
+    pub tls_sans: Vec<String>,
+}
+
+/// What `navarch up` writes into the data dir for clients: `connection.json`.
+#[derive(Serialize)]
+struct Connection<'a> {
+    grpc: String,
+    token_file: &'a str,
+    ca_file: &'a str,
+}
+
+const ADMIN_TOKEN_FILE: &str = "admin.token";
+const TOKEN_AUTH_FILE: &str = "tokens.csv";
+
+/// The admin token, created on first start (random, 0600).
+fn ensure_admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    write_private(&path, &format!("{token}\n"))?;
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Loads the token file, creating it with the admin user on first start.
+fn token_auth(data_dir: &Path, admin_token: &str) -> anyhow::Result<TokenFile> {
+    let path = data_dir.join(TOKEN_AUTH_FILE);
+    if !path.exists() {
+        let admin = UserInfo {
+            name: "admin".into(),
+            uid: "admin".into(),
+            groups: vec!["system:masters".into()],
+        };
+        write_private(
+            &path,
+            &format!(
+                "# token,user,uid,\"groups\" (Kubernetes --token-auth-file format)\n{}",
+                TokenFile::line(admin_token, &admin)
+            ),
+        )?;
+    }
+    TokenFile::load(&path).with_context(|| format!("loading {}", path.display()))
+}
+
+pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
+    let _telemetry = navarch_telemetry::init(&format!("navarch-{mode}"))?;
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &args.tls_sans)?;
+    let admin_token = ensure_admin_token(&data_dir)?;
+    let tokens = token_auth(&data_dir, &admin_token)?;
+    let store = navarch_store::open_embedded(data_dir.join("store"))?;
+
+    let gateway = navarch_gateway::start(GatewayConfig {
+        listen: args.grpc_listen,
+        store,
+        authenticator: AuthChain::new(vec![Arc::new(tokens)]),
+        authorizer: Arc::new(MastersOnly),
+        tls: Some(pki.tonic_server_tls()),
+    })
+    .await?;
+
+    let grpc = format!("https://{}", gateway.addr);
+    let connection = Connection {
+        grpc: grpc.clone(),
+        token_file: ADMIN_TOKEN_FILE,
+        ca_file: "pki/ca.crt",
+    };
+    std::fs::write(
+        data_dir.join("connection.json"),
+        serde_json::to_vec_pretty(&connection)?,
+    )?;
+    tracing::info!(
+        mode,
+        grpc = %grpc,
+        data_dir = %data_dir.display(),
+        admin_token = %data_dir.join(ADMIN_TOKEN_FILE).display(),
+        ca = %data_dir.join("pki/ca.crt").display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "navarch is up; connection details in {}",
+        data_dir.join("connection.json").display()
+    );
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
