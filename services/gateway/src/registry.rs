@@ -309,6 +309,9 @@ impl Registry {
         meta.generation = has_spec(kind).then_some(1);
         obj.set_meta(&meta);
         prepare_status_for_create(&mut obj);
+        if kind.kind == "Job" {
+            generate_job_selector(&mut obj)?;
+        }
         navarch_api::defaults::apply_defaults(kind, &mut obj.message);
         let name_hint = meta.name.clone().unwrap_or_default();
         if generate {
@@ -664,7 +667,15 @@ impl Registry {
                     ),
                 ));
             }
-            let graceful = graceful_deletion(kind, &current, opts)?;
+            let mut graceful = graceful_deletion(kind, &current, opts)?;
+            if kind.kind == "Namespace"
+                && meta.finalizers.is_empty()
+                && opts.propagation_policy != "Foreground"
+                && opts.propagation_policy != "Orphan"
+                && self.namespace_is_empty(name).await?
+            {
+                graceful = None;
+            }
             let key = object_key(kind, namespace, name);
             let outcome = match graceful {
                 Some(updated) => {
@@ -767,6 +778,26 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether no namespaced object of any kind is left in `namespace`.
+    pub async fn namespace_is_empty(&self, namespace: &str) -> Result<bool, ApiError> {
+        for kind in kinds::KINDS.iter().filter(|k| k.namespaced) {
+            let page = self
+                .store
+                .list(ListRequest {
+                    prefix: list_prefix(kind, namespace),
+                    start_after: None,
+                    limit: 1,
+                    revision: 0,
+                })
+                .await
+                .map_err(store_error)?;
+            if !page.kvs.is_empty() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Whether a namespace exists and is not terminating (for admission).
     pub async fn namespace_phase(&self, name: &str) -> Result<Option<String>, ApiError> {
         let kind = kinds::by_resource("", "v1", "namespaces").expect("namespaces are served");
@@ -817,6 +848,119 @@ fn validate(
         name.to_string()
     };
     Err(ApiError::invalid(kind.group, kind.kind, &name, errors))
+}
+
+/// A Job without `manualSelector: true` gets a selector on its own uid, and its template the
+/// matching labels, as Kubernetes' job strategy does on create.
+fn generate_job_selector(obj: &mut Object) -> Result<(), ApiError> {
+    let mut json = obj.to_json();
+    if json
+        .pointer("/spec/manualSelector")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return Ok(());
+    }
+    let uid = json
+        .pointer("/metadata/uid")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = json
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some(spec) = json
+        .get_mut("spec")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return Ok(());
+    };
+    if spec.get("selector").is_some_and(|s| !s.is_null()) {
+        return Err(ApiError::invalid(
+            "batch",
+            "Job",
+            &name,
+            vec![FieldError::invalid(
+                "spec.selector",
+                "",
+                "`selector` will be auto-generated",
+            )],
+        ));
+    }
+    spec.insert(
+        "selector".into(),
+        serde_json::json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let template = spec
+        .entry("template")
+        .or_insert_with(|| serde_json::json!({}));
+    let labels = template
+        .as_object_mut()
+        .map(|t| t.entry("metadata").or_insert_with(|| serde_json::json!({})))
+        .and_then(|m| m.as_object_mut())
+        .map(|m| m.entry("labels").or_insert_with(|| serde_json::json!({})));
+    if let Some(serde_json::Value::Object(labels)) = labels {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            labels.insert(k.into(), serde_json::Value::String(v.clone()));
+        }
+    }
+    *obj = Object::from_json(obj.kind, &json, FieldValidation::Ignore)?.0;
+    Ok(())
+}
+
+/// Service fields the cluster allocated (IPs, node ports) survive an update that omits them,
+/// as Kubernetes' service registry keeps them.
+fn keep_service_allocations(current: &Object, merged: &mut Object) {
+    let cur = current.to_json();
+    let mut new = merged.to_json();
+    let (Some(cur_spec), Some(new_spec)) = (
+        cur.get("spec"),
+        new.get_mut("spec")
+            .and_then(serde_json::Value::as_object_mut),
+    ) else {
+        return;
+    };
+    let type_changed =
+        cur_spec.get("type") != new_spec.get("type") && new_spec.get("type").is_some();
+    for field in [
+        "clusterIP",
+        "clusterIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "healthCheckNodePort",
+    ] {
+        if !new_spec.contains_key(field)
+            && !type_changed
+            && let Some(v) = cur_spec.get(field)
+        {
+            new_spec.insert(field.into(), v.clone());
+        }
+    }
+    if let (Some(serde_json::Value::Array(cur_ports)), Some(serde_json::Value::Array(ports))) =
+        (cur_spec.get("ports"), new_spec.get_mut("ports"))
+    {
+        for p in ports.iter_mut() {
+            if p.get("nodePort").is_none()
+                && let Some(cp) = cur_ports.iter().find(|cp| {
+                    cp.get("port") == p.get("port")
+                        && cp.get("protocol") == p.get("protocol").or(cp.get("protocol"))
+                })
+                && let Some(np) = cp.get("nodePort")
+            {
+                p["nodePort"] = np.clone();
+            }
+        }
+    }
+    if let Ok((o, _)) = Object::from_json(merged.kind, &new, FieldValidation::Ignore) {
+        *merged = o;
+    }
 }
 
 /// Status on create: Kubernetes resets it, except where the creator legitimately reports it.
@@ -875,6 +1019,9 @@ fn merge_for_update(kind: &KindInfo, current: &Object, new: Object, status_only:
         // propagation finalizers the gateway itself sets.
     });
     merged.set_type_meta();
+    if kind.kind == "Service" && !status_only {
+        keep_service_allocations(current, &mut merged);
+    }
     merged
 }
 

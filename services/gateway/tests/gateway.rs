@@ -315,6 +315,38 @@ async fn semantics_users_rely_on() {
     };
     let ns = t(c.create("", &ns)).await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Active"));
+
+    // Jobs get a selector on their uid and matching template labels.
+    let job: navarch_api::batch::v1::Job = serde_json_job();
+    let job = t(c.create("default", &job)).await.unwrap();
+    let uid = job.metadata.as_ref().unwrap().uid.clone().unwrap();
+    let spec = job.spec.unwrap();
+    assert_eq!(
+        spec.selector.unwrap().match_labels["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(
+        spec.template.unwrap().metadata.unwrap().labels["job-name"],
+        "once"
+    );
+
+    // An empty namespace goes at once; one with content waits for the namespace controller.
+    let gone: Namespace = t(c.delete("", "team-a")).await.unwrap();
+    assert!(gone.metadata.unwrap().deletion_timestamp.is_none());
+    assert_eq!(
+        t(c.get::<Namespace>("", "team-a"))
+            .await
+            .unwrap_err()
+            .reason,
+        Reason::NotFound
+    );
+    let busy: Namespace = t(c.delete("", "default")).await.unwrap();
+    assert!(busy.metadata.unwrap().deletion_timestamp.is_some());
+    assert_eq!(busy.status.unwrap().phase.as_deref(), Some("Terminating"));
+    let err = t(c.create("default", &configmap("late", "1")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::Forbidden, "{err}");
     cluster.stop().await;
 }
 
@@ -526,4 +558,14 @@ async fn clients_must_trust_the_cluster_ca() {
         "a client trusting another CA must not get through"
     );
     cluster.stop().await;
+}
+
+fn serde_json_job() -> navarch_api::batch::v1::Job {
+    let json = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}
+    });
+    navarch_api::codec::decode_json(&json, navarch_api::codec::FieldValidation::Strict)
+        .unwrap()
+        .0
 }
