@@ -21,4 +21,6 @@ fi
 python3 -c "import grpc, grpc_tools" 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
 
 cargo fmt --all --check
+# The end-to-end tests start the real `navarch` binary: build it first (same profile).
+cargo build -p navarch
 cargo nextest run --workspace --no-fail-fast "$@"
