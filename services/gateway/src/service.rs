@@ -866,59 +866,46 @@ impl Watcher {
         let prefix = registry::list_prefix(self.kind, &self.namespace);
         let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
         ticker.tick().await;
-        match self.registry.cache().subscribe(last) {
-            Some((replay, mut rx)) => {
-                for ev in replay {
-                    last = ev.revision;
-                    if !self.deliver(&prefix, &ev).await {
-                        return;
-                    }
-                }
-                loop {
-                    tokio::select! {
-                        ev = rx.recv() => match ev {
-                            Ok(ev) => {
-                                if ev.revision <= last { continue; }
-                                last = ev.revision;
-                                if !self.deliver(&prefix, &ev).await { return; }
-                            }
-                            // Too slow: end the stream; the client re-watches from its last revision.
-                            Err(_) => return,
-                        },
-                        _ = ticker.tick() => {
-                            if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
-                        }
-                        _ = self.tx.closed() => return,
-                        _ = self.registry.cache().closed() => return,
-                    }
-                }
+        // Changes after `last`: from the watch cache, or from the store when `last` is older
+        // than the cache's buffer.
+        type Events = Pin<Box<dyn Stream<Item = Result<Arc<CacheEvent>, ApiError>> + Send>>;
+        let mut events: Events = match self.registry.cache().subscribe(last) {
+            Some((replay, rx)) => {
+                // A lagging receiver ends the stream; the client re-watches from its last revision.
+                let live = tokio_stream::wrappers::BroadcastStream::new(rx)
+                    .take_while(|r| futures::future::ready(r.is_ok()))
+                    .filter_map(|r| futures::future::ready(r.ok().map(Ok)));
+                Box::pin(futures::stream::iter(replay.into_iter().map(Ok)).chain(live))
             }
-            None => {
-                let mut stream = match self.registry.cache().store_watch(&prefix, last).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.send_error(e).await;
-                        return;
-                    }
-                };
-                loop {
-                    tokio::select! {
-                        ev = stream.next() => match ev {
-                            Some(Ok(ev)) => {
-                                last = ev.kv.mod_revision;
-                                if let Some(ev) = decode_event(&ev)
-                                    && !self.deliver(&prefix, &ev).await { return; }
-                            }
-                            Some(Err(e)) => { self.send_error(registry::store_error(e)).await; return; }
-                            None => return,
-                        },
-                        _ = ticker.tick() => {
-                            if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
-                        }
-                        _ = self.tx.closed() => return,
-                        _ = self.registry.cache().closed() => return,
-                    }
+            None => match self.registry.cache().store_watch(&prefix, last).await {
+                Ok(stream) => Box::pin(stream.filter_map(|ev| {
+                    futures::future::ready(match ev {
+                        Ok(ev) => decode_event(&ev).map(|e| Ok(Arc::new(e))),
+                        Err(e) => Some(Err(registry::store_error(e))),
+                    })
+                })),
+                Err(e) => {
+                    self.send_error(e).await;
+                    return;
                 }
+            },
+        };
+        loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Ok(ev)) => {
+                        if ev.revision <= last { continue; }
+                        last = ev.revision;
+                        if !self.deliver(&prefix, &ev).await { return; }
+                    }
+                    Some(Err(e)) => { self.send_error(e).await; return; }
+                    None => return,
+                },
+                _ = ticker.tick() => {
+                    if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
+                }
+                _ = self.tx.closed() => return,
+                _ = self.registry.cache().closed() => return,
             }
         }
     }
