@@ -194,17 +194,48 @@ impl Object {
         self.set_meta(&meta);
     }
 
+    /// A string field of the metadata, read without converting the whole metadata.
+    fn meta_str(&self, field: &str) -> Option<String> {
+        if !self.message.has_field_by_name("metadata") {
+            return None;
+        }
+        match self.message.get_field_by_name("metadata").as_deref() {
+            Some(Value::Message(m)) if m.has_field_by_name(field) => m
+                .get_field_by_name(field)
+                .and_then(|v| v.as_str().map(str::to_string)),
+            _ => None,
+        }
+    }
+
+    /// Sets (or clears) a string field of the metadata in place.
+    fn set_meta_str(&mut self, field: &str, value: Option<String>) {
+        if !self.message.has_field_by_name("metadata") {
+            self.set_meta(&ObjectMeta::default());
+        }
+        if let Some(Value::Message(m)) = self.message.get_field_by_name_mut("metadata") {
+            match value {
+                Some(v) => m.set_field_by_name(field, Value::String(v)),
+                None => m.clear_field_by_name(field),
+            }
+        }
+    }
+
     pub fn name(&self) -> String {
-        self.meta().name.unwrap_or_default()
+        self.meta_str("name").unwrap_or_default()
     }
 
     pub fn namespace(&self) -> String {
-        self.meta().namespace.unwrap_or_default()
+        self.meta_str("namespace").unwrap_or_default()
+    }
+
+    /// Sets `metadata.resourceVersion` (`None` clears it).
+    pub fn set_resource_version(&mut self, revision: Option<i64>) {
+        self.set_meta_str("resourceVersion", revision.map(|r| r.to_string()));
     }
 
     /// `metadata.resourceVersion` parsed as a store revision (0 when absent).
     pub fn resource_version(&self) -> Result<i64, ApiError> {
-        match self.meta().resource_version.as_deref() {
+        match self.meta_str("resourceVersion").as_deref() {
             None | Some("") => Ok(0),
             Some(rv) => rv
                 .parse()

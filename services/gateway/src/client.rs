@@ -58,6 +58,19 @@ pub struct ListParams {
     pub continue_token: String,
 }
 
+/// Delete options (Kubernetes `DeleteOptions`): grace period, preconditions, propagation.
+#[derive(Clone, Debug, Default)]
+pub struct DeleteParams {
+    /// `Some(0)` deletes at once, even a running pod.
+    pub grace_period_seconds: Option<i64>,
+    /// Delete only if the object still has this UID.
+    pub precondition_uid: String,
+    /// Delete only at this resourceVersion.
+    pub precondition_resource_version: String,
+    /// `Orphan`, `Background` or `Foreground` ("" = the kind's default).
+    pub propagation_policy: String,
+}
+
 /// Typed access to the gateway.
 #[derive(Clone)]
 pub struct Client {
@@ -297,6 +310,41 @@ impl Client {
         )
     }
 
+    /// Binds a pod to a node through the `pods/binding` subresource (authorized as `create` on
+    /// `pods/binding`). Fails with Conflict if the pod is already bound or being deleted.
+    pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<(), ApiError> {
+        let binding = navarch_api::core::v1::Binding {
+            metadata: Some(navarch_api::meta::v1::ObjectMeta {
+                name: Some(pod.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }),
+            target: Some(navarch_api::core::v1::ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(node.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = pb::CreateRequest {
+            resource: resource(
+                kinds::of::<navarch_api::core::v1::Pod>().expect("pods are served"),
+                "binding",
+            ),
+            namespace: namespace.into(),
+            name: pod.into(),
+            object: Some(pb::RawObject {
+                api_version: "v1".into(),
+                kind: "Binding".into(),
+                raw: binding.encode_to_vec(),
+                content_type: content_type::PROTOBUF.into(),
+            }),
+            ..Default::default()
+        };
+        self.inner.clone().create(req).await.map_err(status)?;
+        Ok(())
+    }
+
     /// Deletes; returns the object as the gateway last saw it (with a deletionTimestamp when
     /// the deletion is graceful).
     pub async fn delete<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ApiError> {
@@ -304,6 +352,34 @@ impl Client {
             resource: resource(T::kind(), ""),
             namespace: namespace.into(),
             name: name.into(),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .delete(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Deletes with explicit options (grace period, UID/resourceVersion preconditions).
+    pub async fn delete_with<T: Resource>(
+        &self,
+        namespace: &str,
+        name: &str,
+        params: &DeleteParams,
+    ) -> Result<T, ApiError> {
+        let req = pb::DeleteRequest {
+            resource: resource(T::kind(), ""),
+            namespace: namespace.into(),
+            name: name.into(),
+            grace_period_seconds: params.grace_period_seconds,
+            propagation_policy: params.propagation_policy.clone(),
+            precondition_uid: params.precondition_uid.clone(),
+            precondition_resource_version: params.precondition_resource_version.clone(),
             ..Default::default()
         };
         decode(

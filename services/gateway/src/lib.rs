@@ -160,7 +160,19 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError
         .add_service(reflection)
         .add_service(gateway);
     let (tx, rx) = oneshot::channel::<()>();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Our own listener (for port 0), so the builder's nodelay does not apply: set it on each
+    // accepted socket, or small gRPC frames wait for delayed ACKs (~40 ms a request).
+    let incoming = futures::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |socket| {
+            if let Ok(s) = &socket
+                && let Err(e) = s.set_nodelay(true)
+            {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+            socket
+        },
+    );
     let task = tokio::spawn(async move {
         router
             .serve_with_incoming_shutdown(incoming, async {

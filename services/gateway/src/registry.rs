@@ -120,7 +120,7 @@ fn random_suffix() -> String {
 pub fn from_kv(kind: &'static KindInfo, kv: &KeyValue) -> Result<Object, ApiError> {
     let mut obj = Object::decode(kind, &kv.value)?;
     obj.set_type_meta();
-    obj.update_meta(|m| m.resource_version = Some(kv.mod_revision.to_string()));
+    obj.set_resource_version(Some(kv.mod_revision));
     Ok(obj)
 }
 
@@ -128,7 +128,7 @@ pub fn from_kv(kind: &'static KindInfo, kv: &KeyValue) -> Result<Object, ApiErro
 /// the source of truth).
 fn to_stored(obj: &Object) -> Bytes {
     let mut o = obj.clone();
-    o.update_meta(|m| m.resource_version = None);
+    o.set_resource_version(None);
     Bytes::from(o.encode())
 }
 
@@ -347,7 +347,7 @@ impl Registry {
                 .map_err(store_error)?
             {
                 TxnOutcome::Committed { revision, .. } => {
-                    obj.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                    obj.set_resource_version(Some(revision));
                     tracing::debug!(kind = kind.kind, namespace, name, revision, "created");
                     return Ok(obj);
                 }
@@ -434,7 +434,7 @@ impl Registry {
                 &now_rfc3339(),
             );
         }
-        merged.update_meta(|m| m.resource_version = Some(kv.mod_revision.to_string()));
+        merged.set_resource_version(Some(kv.mod_revision));
         if merged == current {
             return Ok(current);
         }
@@ -455,7 +455,7 @@ impl Registry {
         };
         match self.store.txn(txn).await.map_err(store_error)? {
             TxnOutcome::Committed { revision, .. } => {
-                merged.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                merged.set_resource_version(Some(revision));
                 tracing::debug!(
                     kind = kind.kind,
                     namespace,
@@ -615,7 +615,7 @@ impl Registry {
             if let TxnOutcome::Committed { revision, .. } =
                 self.store.txn(txn).await.map_err(store_error)?
             {
-                obj.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                obj.set_resource_version(Some(revision));
                 return Ok(obj);
             }
         }
@@ -688,7 +688,7 @@ impl Registry {
                     let outcome = self.store.txn(txn).await.map_err(store_error)?;
                     if let TxnOutcome::Committed { revision, .. } = outcome {
                         let mut updated = updated;
-                        updated.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                        updated.set_resource_version(Some(revision));
                         tracing::debug!(
                             kind = kind.kind,
                             namespace,
@@ -710,7 +710,7 @@ impl Registry {
                     let outcome = self.store.txn(txn).await.map_err(store_error)?;
                     if let TxnOutcome::Committed { revision, .. } = outcome {
                         let mut gone = current;
-                        gone.update_meta(|m| m.resource_version = Some(revision.to_string()));
+                        gone.set_resource_version(Some(revision));
                         tracing::debug!(kind = kind.kind, namespace, name, revision, "deleted");
                         return Ok(gone);
                     }
@@ -800,6 +800,13 @@ impl Registry {
 
     /// Whether a namespace exists and is not terminating (for admission).
     pub async fn namespace_phase(&self, name: &str) -> Result<Option<String>, ApiError> {
+        if let Some(terminating) = self.cache.namespace(name) {
+            return Ok(Some(if terminating {
+                "Terminating".into()
+            } else {
+                "Active".into()
+            }));
+        }
         let kind = kinds::by_resource("", "v1", "namespaces").expect("namespaces are served");
         let Some((ns, _)) = self.read(kind, "", name).await? else {
             return Ok(None);

@@ -34,7 +34,7 @@ pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
     let decode = |kv: &navarch_store::KeyValue, rv: Revision| -> Option<Object> {
         let mut obj = Object::decode(kind, &kv.value).ok()?;
         obj.set_type_meta();
-        obj.update_meta(|m| m.resource_version = Some(rv.to_string()));
+        obj.set_resource_version(Some(rv));
         Some(obj)
     };
     let prev = ev.prev.as_ref().and_then(|p| decode(p, p.mod_revision));
@@ -71,6 +71,8 @@ pub struct WatchCache {
     progress: watch::Sender<Revision>,
     follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: watch::Sender<bool>,
+    /// Namespaces seen by the cache: name → terminating (for admission without a store read).
+    namespaces: std::sync::RwLock<std::collections::HashMap<String, bool>>,
 }
 
 impl WatchCache {
@@ -91,7 +93,33 @@ impl WatchCache {
             progress,
             follower: std::sync::Mutex::new(None),
             closed: watch::channel(false).0,
+            namespaces: Default::default(),
         });
+        // Namespaces that exist already (admission reads them from here).
+        if let Some(ns_kind) = kinds::by_resource("", "v1", "namespaces") {
+            let mut req = navarch_store::ListRequest {
+                prefix: ns_kind.storage_prefix(),
+                start_after: None,
+                limit: 1000,
+                revision: start,
+            };
+            loop {
+                let page = store.list(req.clone()).await?;
+                for kv in &page.kvs {
+                    if let Ok(obj) = Object::decode(ns_kind, &kv.value) {
+                        cache
+                            .namespaces
+                            .write()
+                            .expect("namespace cache lock")
+                            .insert(obj.name(), obj.meta().deletion_timestamp.is_some());
+                    }
+                }
+                if !page.more {
+                    break;
+                }
+                req.start_after = page.kvs.last().map(|kv| kv.key.clone());
+            }
+        }
         let stream = store.watch("/registry/", start).await?;
         let task = tokio::spawn(cache.clone().follow(stream, start));
         *cache.follower.lock().expect("watch cache lock") = Some(task);
@@ -183,7 +211,28 @@ impl WatchCache {
         }
     }
 
+    /// Whether the cache has seen namespace `name`: `Some(terminating)`, or `None` when it
+    /// does not know it (the caller then asks the store: the cache may lag a fresh create).
+    pub fn namespace(&self, name: &str) -> Option<bool> {
+        self.namespaces
+            .read()
+            .expect("namespace cache lock")
+            .get(name)
+            .copied()
+    }
+
     fn push(&self, ev: Arc<CacheEvent>) {
+        if ev.object.kind.kind == "Namespace" {
+            let mut ns = self.namespaces.write().expect("namespace cache lock");
+            if ev.deleted {
+                ns.remove(&ev.object.name());
+            } else {
+                ns.insert(
+                    ev.object.name(),
+                    ev.object.meta().deletion_timestamp.is_some(),
+                );
+            }
+        }
         let mut buf = self.buffer.lock().expect("watch cache lock");
         buf.events.push_back(ev.clone());
         // Evict whole revisions, so the buffer never holds half of a transaction.
