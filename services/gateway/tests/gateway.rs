@@ -569,3 +569,53 @@ fn serde_json_job() -> navarch_api::batch::v1::Job {
         .unwrap()
         .0
 }
+
+#[tokio::test]
+async fn stock_grpc_tooling_works_health_and_reflection() {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let cluster = Cluster::start().await;
+    navarch_pki::ensure_crypto_provider();
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&cluster.ca))
+        .domain_name("localhost");
+    let channel = t(tonic::transport::Endpoint::from_shared(cluster.url.clone())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect())
+    .await
+    .unwrap();
+
+    let health = t(
+        HealthClient::new(channel.clone()).check(HealthCheckRequest {
+            service: "navarch.gateway.v1.Gateway".into(),
+        }),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(health.status, ServingStatus::Serving as i32);
+
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = t(ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([request])))
+    .await
+    .unwrap()
+    .into_inner();
+    let first = t(responses.next()).await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+        panic!("{first:?}")
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"navarch.gateway.v1.Gateway"), "{names:?}");
+    cluster.stop().await;
+}
