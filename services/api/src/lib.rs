@@ -96,6 +96,7 @@ pub use generated::navarch::gateway;
 pub mod codec;
 pub mod defaults;
 pub mod errors;
+pub mod k8s_wire;
 pub mod kinds;
 pub mod object;
 pub mod patch;

@@ -415,3 +415,269 @@ fn is_scalar(ty: &str) -> bool {
         "string" | "bytes" | "int32" | "int64" | "double" | "bool"
     )
 }
+
+/// Where the table of Kubernetes wire field numbers lives, relative to the repository root.
+pub const WIRE_NUMBERS_FILE: &str = "proto/navarch/api/v1/k8s_wire_numbers.json";
+
+/// Kubernetes message types whose wire form differs from our field's type, recorded in the
+/// table next to the tag (our model holds them as RFC 3339 / Go duration strings).
+const WIRE_SPECIALS: [&str; 3] = ["MicroTime", "Time", "Duration"];
+
+/// One field of a k8s-pb struct: tag, the last segment of its Rust type, and for times and
+/// durations the Kubernetes type.
+#[derive(Debug)]
+struct K8sField {
+    tag: u32,
+    type_name: String,
+    special: Option<&'static str>,
+}
+
+/// Names compared case- and underscore-insensitively: prost's snake-casing of Kubernetes'
+/// proto names (`clusterIPs` → `cluster_ips`, `uID` → `u_id`) is not heck's of our JSON names.
+fn loose(name: &str) -> String {
+    name.trim_start_matches("r#")
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The structs of one k8s-pb module: loose struct name → (struct name, loose field name → field).
+type K8sStructs = BTreeMap<String, (String, BTreeMap<String, K8sField>)>;
+
+/// Parses the prost-generated structs of one k8s-pb `mod.rs`.
+fn parse_k8s_pb(source: &str) -> K8sStructs {
+    let mut out = BTreeMap::new();
+    let mut current: Option<(String, BTreeMap<String, K8sField>)> = None;
+    let mut text = String::new();
+    for line in source.lines() {
+        if let Some(rest) = line.strip_prefix("pub struct ") {
+            let name = rest.trim_end_matches('{').trim().to_string();
+            current = Some((name, BTreeMap::new()));
+            text.clear();
+            continue;
+        }
+        if line == "}" {
+            if let Some((name, mut fields)) = current.take() {
+                for chunk in text.split("#[prost(").skip(1) {
+                    let Some((attribute, decl)) = chunk.split_once(")]") else {
+                        continue;
+                    };
+                    let Some(tag) = attribute
+                        .split("tag = \"")
+                        .nth(1)
+                        .and_then(|t| t.split('"').next())
+                        .and_then(|t| t.parse().ok())
+                    else {
+                        continue;
+                    };
+                    let Some((field, ty)) = decl
+                        .trim()
+                        .strip_prefix("pub ")
+                        .and_then(|d| d.split_once(':'))
+                    else {
+                        continue;
+                    };
+                    let type_name = ty
+                        .trim()
+                        .trim_end_matches(',')
+                        .trim_end_matches('>')
+                        .rsplit(['<', ':'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let special = WIRE_SPECIALS
+                        .iter()
+                        .find(|s| type_name == **s && attribute.starts_with("message"))
+                        .copied();
+                    fields.insert(
+                        loose(field.trim()),
+                        K8sField {
+                            tag,
+                            type_name,
+                            special,
+                        },
+                    );
+                }
+                out.insert(loose(&name), (name, fields));
+            }
+            continue;
+        }
+        if current.is_some() && !line.trim_start().starts_with("//") {
+            text.push_str(line.trim());
+            text.push(' ');
+        }
+    }
+    out
+}
+
+/// Finds `field` in the k8s-pb struct `fields`, directly or inside an embedded Go struct
+/// (`EphemeralContainer.ephemeralContainerCommon`, `Volume.volumeSource`, `Probe.handler`,
+/// `ConfigMapEnvSource.localObjectReference`): the tag path and the special type.
+fn find_k8s_field(
+    structs: &K8sStructs,
+    fields: &BTreeMap<String, K8sField>,
+    field: &str,
+    depth: usize,
+) -> Option<(Vec<u32>, Option<&'static str>)> {
+    if let Some(f) = fields.get(&loose(field)) {
+        return Some((vec![f.tag], f.special));
+    }
+    // apiVersion and kind are never inside an embedded struct (they travel in the envelope).
+    if depth == 0 || field == "apiVersion" || field == "kind" {
+        return None;
+    }
+    for embedded in fields.values() {
+        let Some((_, inner)) = structs.get(&loose(&embedded.type_name)) else {
+            continue;
+        };
+        // An embedded struct is a message field named after its type (Probe's is `handler`).
+        let name = embedded_name(fields, embedded);
+        if loose(&embedded.type_name) != name
+            && (name.as_str(), embedded.type_name.as_str()) != ("handler", "ProbeHandler")
+        {
+            continue;
+        }
+        if let Some((mut path, special)) = find_k8s_field(structs, inner, field, depth - 1) {
+            path.insert(0, embedded.tag);
+            return Some((path, special));
+        }
+    }
+    None
+}
+
+/// The (loose) field name under which `field` sits in `fields`.
+fn embedded_name(fields: &BTreeMap<String, K8sField>, field: &K8sField) -> String {
+    fields
+        .iter()
+        .find(|(_, f)| f.tag == field.tag)
+        .map(|(n, _)| n.clone())
+        .unwrap_or_default()
+}
+/// The k8s-pb module directory (under its `src/`) of one of our packages.
+fn k8s_pb_module(package: &str) -> Option<String> {
+    let rest = package.strip_prefix("navarch.api.")?;
+    let (group, version) = rest.split_once('.')?;
+    Some(match group {
+        "meta" => format!("apimachinery/pkg/apis/meta/{version}"),
+        "version" => "apimachinery/pkg/version".to_string(),
+        _ => format!("api/{group}/{version}"),
+    })
+}
+
+/// The `src/` directory of the k8s-pb crate the workspace locks, found in `CARGO_HOME`'s
+/// registry sources (cargo fetches it as a dependency of this crate).
+pub fn k8s_pb_src(workspace_root: &std::path::Path) -> Result<std::path::PathBuf> {
+    let lock =
+        std::fs::read_to_string(workspace_root.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"k8s-pb\""))
+        .and_then(|p| p.split("version = \"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .context("k8s-pb is not in Cargo.lock")?
+        .to_string();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let registry = cargo_home.join("registry/src");
+    for index in std::fs::read_dir(&registry).with_context(|| registry.display().to_string())? {
+        let candidate = index?.path().join(format!("k8s-pb-{version}/src"));
+        if candidate.is_dir() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "k8s-pb {version} sources not found under {}",
+        registry.display()
+    )
+}
+
+/// Builds the table of Kubernetes wire field numbers for every message of the generated
+/// protos (`stem` → text, as [`generate`] returns them), by matching prost snake names against
+/// the k8s-pb sources in `k8s_pb_src`. Returns the file text and the fields with no match.
+pub fn wire_numbers(
+    protos: &BTreeMap<String, String>,
+    k8s_pb_src: &std::path::Path,
+) -> Result<(String, Vec<String>)> {
+    let mut modules: BTreeMap<String, K8sStructs> = BTreeMap::new();
+    let mut lines = Vec::new();
+    let mut unmatched = Vec::new();
+    for text in protos.values() {
+        let package = text
+            .lines()
+            .find_map(|l| l.strip_prefix("package "))
+            .map(|p| p.trim_end_matches(';').to_string())
+            .context("proto without package")?;
+        let Some(module) = k8s_pb_module(&package) else {
+            continue;
+        };
+        if !modules.contains_key(&module) {
+            let path = k8s_pb_src.join(&module).join("mod.rs");
+            let parsed = std::fs::read_to_string(&path)
+                .map(|s| parse_k8s_pb(&s))
+                .unwrap_or_default();
+            modules.insert(module.clone(), parsed);
+        }
+        let structs = &modules[&module];
+        let mut message: Option<(String, Vec<String>)> = None;
+        for line in text.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("message ") {
+                message = Some((rest.trim_end_matches('{').trim().to_string(), Vec::new()));
+                continue;
+            }
+            if line == "}" {
+                let Some((name, fields)) = message.take() else {
+                    continue;
+                };
+                if package == "navarch.api.meta.v1"
+                    && matches!(
+                        name.as_str(),
+                        "Quantity" | "IntOrString" | "RawJson" | "StringList"
+                    )
+                {
+                    continue;
+                }
+                let full = format!("{package}.{name}");
+                let Some((k8s_name, k8s)) = structs.get(&loose(&name)) else {
+                    unmatched.push(format!("{full} (no k8s_pb struct)"));
+                    continue;
+                };
+                let mut entries = Vec::new();
+                for field in fields {
+                    match find_k8s_field(structs, k8s, &field, 2) {
+                        Some((path, special)) => {
+                            let path: Vec<String> = path.iter().map(u32::to_string).collect();
+                            let suffix = special.map(|s| format!(":{s}")).unwrap_or_default();
+                            entries.push(format!("{field:?}:\"{}{suffix}\"", path.join(".")));
+                        }
+                        // apiVersion and kind travel in the runtime.Unknown envelope.
+                        None if field == "apiVersion" || field == "kind" => {}
+                        None => unmatched.push(format!("{full}.{field}")),
+                    }
+                }
+                let k8s_path = format!("k8s_pb::{}::{k8s_name}", module.replace('/', "::"));
+                lines.push(format!(
+                    "{:?}:{{\"k8s\":{k8s_path:?},\"fields\":{{{}}}}}",
+                    full,
+                    entries.join(",")
+                ));
+                continue;
+            }
+            if let Some(message) = message.as_mut()
+                && !line.starts_with("//")
+                && let Some((lhs, _)) = line.split_once(" = ")
+                && let Some(name) = lhs.split_whitespace().last()
+            {
+                message.1.push(name.to_string());
+            }
+        }
+    }
+    lines.sort();
+    let text = format!(
+        "{{\n\"//\":\"Generated by navarch-protogen from k8s-pb: Kubernetes protobuf field numbers of our messages. DO NOT EDIT.\",\n{}\n}}\n",
+        lines.join(",\n")
+    );
+    Ok((text, unmatched))
+}

@@ -1,5 +1,5 @@
 //! `cargo run -p navarch-protogen` rewrites `proto/navarch/api/v1/*.proto` from the upstream
-//! schemas, keeping existing field numbers.
+//! schemas, keeping existing field numbers, and the table of Kubernetes wire field numbers.
 
 use std::path::PathBuf;
 
@@ -14,5 +14,13 @@ fn main() -> anyhow::Result<()> {
         std::fs::write(dir.join(format!("{stem}.proto")), text)?;
     }
     eprintln!("wrote {} files to {}", files.len(), dir.display());
+    let k8s_pb = navarch_protogen::k8s_pb_src(&root)?;
+    let (table, unmatched) = navarch_protogen::wire_numbers(&files, &k8s_pb)?;
+    std::fs::write(root.join(navarch_protogen::WIRE_NUMBERS_FILE), table)?;
+    eprintln!(
+        "wrote {} ({} fields without a Kubernetes tag: {unmatched:?})",
+        navarch_protogen::WIRE_NUMBERS_FILE,
+        unmatched.len()
+    );
     Ok(())
 }

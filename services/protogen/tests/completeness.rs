@@ -33,6 +33,45 @@ fn committed_protos_match_the_generator() {
     }
 }
 
+#[test]
+fn committed_wire_numbers_match_the_generator() {
+    let dir = proto_dir();
+    let files = navarch_protogen::generate(&|stem| {
+        std::fs::read_to_string(dir.join(format!("{stem}.proto"))).ok()
+    })
+    .unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let k8s_pb = navarch_protogen::k8s_pb_src(&root).unwrap();
+    let (table, unmatched) = navarch_protogen::wire_numbers(&files, &k8s_pb).unwrap();
+    let on_disk =
+        std::fs::read_to_string(root.join(navarch_protogen::WIRE_NUMBERS_FILE)).unwrap_or_default();
+    assert!(
+        on_disk == table,
+        "{} is stale: run `cargo run -p navarch-protogen`",
+        navarch_protogen::WIRE_NUMBERS_FILE
+    );
+    // Fields newer than the k8s-pb release (none of which kubectl 1.33 sends); the served
+    // kinds' everyday fields all have a tag.
+    assert!(unmatched.len() < 60, "{unmatched:#?}");
+    for field in [
+        "navarch.api.core.v1.Probe.httpGet",
+        "navarch.api.core.v1.Volume.configMap",
+        "navarch.api.core.v1.PodStatus.podIPs",
+        "navarch.api.meta.v1.ObjectMeta.creationTimestamp",
+    ] {
+        assert!(!unmatched.iter().any(|u| u == field), "{field} unmatched");
+    }
+    let table: Value = serde_json::from_str(&table).unwrap();
+    assert_eq!(
+        table["navarch.api.meta.v1.ObjectMeta"]["fields"]["creationTimestamp"],
+        "8:Time"
+    );
+    assert_eq!(
+        table["navarch.api.core.v1.Probe"]["fields"]["httpGet"],
+        "1.2"
+    );
+}
+
 /// Walks a schema and its `$ref`s, checking each property against the descriptor.
 fn walk(
     defs: &serde_json::Map<String, Value>,

@@ -12,7 +12,7 @@
 
 mod fieldset;
 mod managed;
-mod schema;
+pub mod schema;
 mod strategic;
 
 use serde_json::{Map, Value as Json};

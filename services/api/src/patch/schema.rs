@@ -12,7 +12,7 @@ use crate::kinds::KindInfo;
 
 /// How strategic merge patch treats a list (`patchStrategy` / `patchMergeKey`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Smp {
+pub enum Smp {
     /// No strategy: the patch's list replaces the whole list.
     Replace,
     /// `patchStrategy:"merge"` on a list of objects, merged by this key.
@@ -23,14 +23,14 @@ pub(crate) enum Smp {
 
 /// One key field of an associative list, with its schema default (`protocol: TCP`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ListKey {
+pub struct ListKey {
     pub name: &'static str,
     pub default: Option<&'static str>,
 }
 
 /// How server-side apply treats a list (`x-kubernetes-list-type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ssa {
+pub enum Ssa {
     /// Replaced and owned as a whole.
     Atomic,
     /// A set of scalars; each value owned separately (`v:<value>`).
@@ -41,7 +41,7 @@ pub(crate) enum Ssa {
 
 /// The merge rules of one list field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ListRule {
+pub struct ListRule {
     pub smp: Smp,
     pub ssa: Ssa,
 }
@@ -101,7 +101,7 @@ const MERGED_SET: ListRule = ListRule {
 /// disagree, both are kept: container ports merge by `containerPort` in a strategic merge
 /// patch but are keyed by `containerPort` and `protocol` for apply.
 #[rustfmt::skip]
-pub(crate) static LIST_RULES: &[(&str, &str, ListRule)] = &[
+pub static LIST_RULES: &[(&str, &str, ListRule)] = &[
     ("meta.v1.ObjectMeta", "finalizers", MERGED_SET),
     ("meta.v1.ObjectMeta", "ownerReferences", merge_by("uid", UID)),
     // Pods. `volumes` and `resourceClaims` are "merge,retainKeys": retainKeys only shapes
@@ -154,13 +154,13 @@ pub(crate) static LIST_RULES: &[(&str, &str, ListRule)] = &[
 ];
 
 /// Maps replaced as a whole by server-side apply (`x-kubernetes-map-type: atomic`).
-static ATOMIC_MAPS: &[(&str, &str)] = &[
+pub static ATOMIC_MAPS: &[(&str, &str)] = &[
     ("core.v1.PodSpec", "nodeSelector"),
     ("core.v1.ServiceSpec", "selector"),
 ];
 
 /// Structs replaced as a whole by server-side apply (`+structType=atomic`).
-static ATOMIC_STRUCTS: &[&str] = &[
+pub static ATOMIC_STRUCTS: &[&str] = &[
     "meta.v1.LabelSelector",
     "core.v1.LocalObjectReference",
     "core.v1.ObjectReference",
@@ -183,7 +183,8 @@ fn short_name(desc: &MessageDescriptor) -> &str {
         .unwrap_or(desc.full_name())
 }
 
-fn list_rule(message: &str, field: &str) -> ListRule {
+/// The merge rules of the list `field` of `message` (atomic unless [`LIST_RULES`] says otherwise).
+pub fn list_rule(message: &str, field: &str) -> ListRule {
     LIST_RULES
         .iter()
         .find(|(m, f, _)| *m == message && *f == field)
