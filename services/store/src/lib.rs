@@ -15,9 +15,12 @@
 //!   compacted revision answers [`StoreError::Expired`].
 //!
 //! Engines: [`embedded`] (default; redb on local disk, group commit — see that module for why
-//! redb) and [`memory`] (for tests). Both pass [`conformance`] (feature `conformance`).
+//! redb), [`distributed`] (several gateways over one transactional backend: TiKV with the
+//! `tikv` feature, or an in-memory one) and [`memory`] (for tests). All pass [`conformance`]
+//! (feature `conformance`).
 
 mod apply;
+pub mod distributed;
 pub mod embedded;
 mod error;
 mod ext;
@@ -32,6 +35,7 @@ pub mod conformance;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use distributed::{DistributedOptions, DistributedStore, MemoryKv};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 pub use error::StoreError;
 pub use ext::{Deleted, StoreExt};
@@ -53,6 +57,27 @@ pub fn open_embedded_with(
     options: EmbeddedOptions,
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(Arc::new(EmbeddedStore::open_with(path, options)?))
+}
+
+/// Opens a store by URL: `tikv://pd1:2379,pd2:2379` is the distributed engine on TiKV under
+/// the namespace `prefix` (needs the `tikv` feature).
+pub async fn open_url(url: &str, prefix: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if !url.starts_with("tikv://") {
+        return Err(StoreError::InvalidArgument(format!(
+            "unknown store {url:?}: use `embedded` or `tikv://pd-host:2379[,...]`"
+        )));
+    }
+    #[cfg(feature = "tikv")]
+    {
+        distributed::tikv::open(url, prefix).await
+    }
+    #[cfg(not(feature = "tikv"))]
+    {
+        let _ = prefix;
+        Err(StoreError::InvalidArgument(
+            "this build has no TiKV support: build with `--features navarch-store/tikv`".into(),
+        ))
+    }
 }
 
 /// A new, empty in-memory store.
