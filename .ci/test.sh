@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # System packages the tests drive for real.
-PACKAGES=""
+PACKAGES="runc containernetworking-plugins iptables busybox-static docker-registry iproute2"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=""
   for p in $PACKAGES; do
@@ -19,6 +19,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 # The gRPC contract test generates Python stubs from proto/ with grpcio-tools.
 python3 -c "import grpc, grpc_tools" 2>/dev/null || python3 -m pip install -q grpcio grpcio-tools
+# The REST facade's client test drives the official Kubernetes Python client.
+python3 -c "import kubernetes" 2>/dev/null || python3 -m pip install -q kubernetes
 
 cargo fmt --all --check
 # The end-to-end tests start the real `navarch` binary: build it first (same profile).

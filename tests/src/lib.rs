@@ -1,5 +1,7 @@
 //! Helpers for end-to-end tests: start the real `navarch` binary and find what it wrote.
 
+pub mod kubectl;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +32,10 @@ pub struct Navarch {
     child: Option<Child>,
     pub data_dir: PathBuf,
     pub grpc: String,
+    /// The Kubernetes HTTPS API (`https://127.0.0.1:port`).
+    pub api: String,
+    /// The admin kubeconfig `navarch up` wrote.
+    pub kubeconfig: PathBuf,
     pub token: String,
     pub ca_file: PathBuf,
     _tmp: Option<tempfile::TempDir>,
@@ -55,6 +61,10 @@ impl Navarch {
             .args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc-listen", "127.0.0.1:0"])
+            // Simulated containers: these tests drive the API; real containers (runc, CNI,
+            // host network state) are exercised by the agent's and the cluster's own tests.
+            .args(["--runtime", "hollow"])
+            .args(["--api-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -64,6 +74,8 @@ impl Navarch {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             grpc: String::new(),
+            api: String::new(),
+            kubeconfig: PathBuf::new(),
             token: String::new(),
             ca_file: PathBuf::new(),
             _tmp: None,
@@ -74,6 +86,8 @@ impl Navarch {
                 && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
             {
                 n.grpc = json["grpc"].as_str().unwrap_or_default().to_string();
+                n.api = json["api"].as_str().unwrap_or_default().to_string();
+                n.kubeconfig = data_dir.join(json["kubeconfig"].as_str().unwrap_or("kubeconfig"));
                 n.token = std::fs::read_to_string(
                     data_dir.join(json["token_file"].as_str().unwrap_or("admin.token")),
                 )?

@@ -18,20 +18,35 @@ pub struct ServerArgs {
     /// Address of the gRPC API gateway.
     #[arg(long, default_value_t = crate::default_grpc_listen())]
     pub grpc_listen: SocketAddr,
+    /// Address of the Kubernetes HTTPS API (what kubectl talks to).
+    #[arg(long, default_value_t = crate::default_api_listen())]
+    pub api_listen: SocketAddr,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
+    /// The store: `embedded` (in the data dir) or `tikv://pd1:2379,pd2:2379` (shared by
+    /// several servers).
+    #[arg(long, env = "NAVARCH_STORE", default_value = "embedded")]
+    pub store: String,
+    /// The namespace of this cluster in a shared TiKV cluster.
+    #[arg(long, env = "NAVARCH_STORE_PREFIX", default_value = "default")]
+    pub store_prefix: String,
 }
 
 /// What `navarch up` writes into the data dir for clients: `connection.json`.
 #[derive(Serialize)]
 struct Connection<'a> {
     grpc: String,
+    /// The Kubernetes HTTPS API (`https://host:port`).
+    api: String,
+    kubeconfig: &'a str,
     token_file: &'a str,
     ca_file: &'a str,
 }
 
 const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The admin kubeconfig `navarch up` writes (and `navarch kubeconfig` prints).
+pub const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_AUTH_FILE: &str = "tokens.csv";
 
 /// The admin token, created on first start (random, 0600).
@@ -87,7 +102,11 @@ fn token_auth(data_dir: &Path, admin_token: &str) -> anyhow::Result<TokenFile> {
     TokenFile::load(&path).with_context(|| format!("loading {}", path.display()))
 }
 
-pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
+pub async fn run(
+    args: ServerArgs,
+    mode: &'static str,
+    local_node: Option<crate::agent::NodeArgs>,
+) -> anyhow::Result<()> {
     let _telemetry = navarch_telemetry::init(&format!("navarch-{mode}"))?;
     let started = std::time::Instant::now();
     std::fs::create_dir_all(&args.data_dir)
@@ -96,7 +115,10 @@ pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
     let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &args.tls_sans)?;
     let admin_token = ensure_admin_token(&data_dir)?;
     let tokens = token_auth(&data_dir, &admin_token)?;
-    let store = navarch_store::open_embedded(data_dir.join("store"))?;
+    let store = match args.store.as_str() {
+        "embedded" => navarch_store::open_embedded(data_dir.join("store"))?,
+        url => navarch_store::open_url(url, &args.store_prefix).await?,
+    };
 
     let gateway = navarch_gateway::start(GatewayConfig {
         listen: args.grpc_listen,
@@ -108,8 +130,31 @@ pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
     .await?;
 
     let grpc = format!("https://{}", gateway.addr);
+    let scheduler = crate::scheduler::start(&grpc, pki.ca_pem(), &admin_token).await?;
+    let controllers =
+        navarch_controllers::ControllerManager::start(navarch_controllers::ManagerConfig::new(
+            navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?,
+            navarch_controllers::manager::default_identity(),
+        ));
+    let channel = navarch_facade::gateway::channel(
+        &navarch_facade::kubeconfig::server_url(gateway.addr),
+        pki.ca_pem(),
+    )?;
+    let facade = navarch_facade::start(navarch_facade::FacadeConfig {
+        listen: args.api_listen,
+        tls: pki.server_config(&[b"h2", b"http/1.1"]),
+        gateway: channel,
+    })
+    .await?;
+    let api = navarch_facade::kubeconfig::server_url(facade.addr);
+    write_private(
+        &data_dir.join(KUBECONFIG_FILE),
+        &navarch_facade::kubeconfig::render(&api, pki.ca_pem(), &admin_token),
+    )?;
     let connection = Connection {
         grpc: grpc.clone(),
+        api: api.clone(),
+        kubeconfig: KUBECONFIG_FILE,
         token_file: ADMIN_TOKEN_FILE,
         ca_file: "pki/ca.crt",
     };
@@ -120,6 +165,8 @@ pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
     tracing::info!(
         mode,
         grpc = %grpc,
+        api = %api,
+        kubeconfig = %data_dir.join(KUBECONFIG_FILE).display(),
         data_dir = %data_dir.display(),
         admin_token = %data_dir.join(ADMIN_TOKEN_FILE).display(),
         ca = %data_dir.join("pki/ca.crt").display(),
@@ -128,8 +175,24 @@ pub async fn run(args: ServerArgs, mode: &'static str) -> anyhow::Result<()> {
         data_dir.join("connection.json").display()
     );
 
+    // `up`: this machine is also a node.
+    let agents = match &local_node {
+        Some(node) => {
+            let client =
+                navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?;
+            Some(crate::agent::start(client, &data_dir.join("agent"), node).await?)
+        }
+        None => None,
+    };
+
     shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(agents) = agents {
+        agents.shutdown().await;
+    }
+    controllers.shutdown().await;
+    scheduler.shutdown().await;
+    facade.shutdown().await;
     gateway.shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -143,4 +206,18 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// `navarch kubeconfig`: prints the admin kubeconfig `navarch up` wrote into the data dir.
+pub fn print_kubeconfig(data_dir: &Path) -> anyhow::Result<()> {
+    let path = data_dir.join(KUBECONFIG_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (run `navarch up --data-dir {}` first)",
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    print!("{text}");
+    Ok(())
 }

@@ -1,7 +1,10 @@
 //! The `navarch` binary: every Navarch service behind one set of subcommands.
 
+mod agent;
 mod bench;
+mod bench_scheduler;
 mod cluster;
+mod scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,10 +24,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Bring up a one-machine cluster on the embedded store.
-    Up(cluster::ServerArgs),
+    /// Bring up a one-machine cluster on the embedded store, with a node agent for this machine.
+    Up {
+        #[command(flatten)]
+        server: cluster::ServerArgs,
+        #[command(flatten)]
+        node: agent::NodeArgs,
+    },
+    /// Run a node agent that joins a cluster through its gateway.
+    Agent(agent::AgentArgs),
     /// Run the control plane (no local node agent).
     Server(cluster::ServerArgs),
+    /// Print the admin kubeconfig of the cluster in the data dir
+    /// (`KUBECONFIG=<(navarch kubeconfig) kubectl get nodes`).
+    Kubeconfig {
+        /// The data dir `navarch up` used.
+        #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -36,6 +53,8 @@ enum Command {
 enum BenchCommand {
     /// Durable 1 KiB ConfigMap creates through the gateway (and against etcd, if found).
     Store(bench::StoreBenchArgs),
+    /// Pods/s from creation to persisted binding, and scheduling latency, on simulated nodes.
+    Scheduler(bench_scheduler::SchedulerBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,11 +64,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Up(args) => cluster::run(args, "up").await,
-            Command::Server(args) => cluster::run(args, "server").await,
+            Command::Up { server, node } => cluster::run(server, "up", Some(node)).await,
+            Command::Server(args) => cluster::run(args, "server", None).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::Kubeconfig { data_dir } => cluster::print_kubeconfig(&data_dir),
             Command::Bench {
                 what: BenchCommand::Store(args),
             } => bench::store(args).await,
+            Command::Bench {
+                what: BenchCommand::Scheduler(args),
+            } => bench_scheduler::run(args).await,
         }
     })
 }
@@ -57,6 +81,13 @@ fn main() -> anyhow::Result<()> {
 /// Default data directory: `./navarch-data`.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("navarch-data")
+}
+
+/// Default Kubernetes HTTPS API address.
+pub fn default_api_listen() -> SocketAddr {
+    navarch_facade::DEFAULT_LISTEN
+        .parse()
+        .expect("valid address")
 }
 
 /// Default gRPC gateway address.

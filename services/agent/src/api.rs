@@ -1,0 +1,163 @@
+//! What pod workers need from the cluster, behind a trait: the gateway client in production,
+//! a recording fake in unit tests.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use navarch_api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
+use navarch_api::{ApiError, Reason};
+use navarch_gateway::Client;
+use navarch_gateway::client::DeleteParams;
+
+/// The pod-facing calls of the agent.
+#[async_trait]
+pub trait PodApi: Send + Sync + 'static {
+    /// Writes `status` on `pod` (the newest copy the worker has); returns the updated pod.
+    /// Ok(None) when the pod is gone or was replaced by another with the same name.
+    async fn update_status(&self, pod: &Pod, status: PodStatus) -> Result<Option<Pod>, ApiError>;
+    /// Finishes a graceful delete: grace period 0, only if the UID still matches.
+    async fn delete_final(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError>;
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
+}
+
+fn meta(pod: &Pod) -> (String, String, String) {
+    let m = pod.metadata.clone().unwrap_or_default();
+    (
+        m.namespace.unwrap_or_default(),
+        m.name.unwrap_or_default(),
+        m.uid.unwrap_or_default(),
+    )
+}
+
+#[async_trait]
+impl PodApi for Client {
+    async fn update_status(&self, pod: &Pod, status: PodStatus) -> Result<Option<Pod>, ApiError> {
+        let (ns, name, uid) = meta(pod);
+        let mut body = pod.clone();
+        body.status = Some(status.clone());
+        for _ in 0..5 {
+            match Client::update_status(self, &ns, &name, &body).await {
+                Ok(p) => return Ok(Some(p)),
+                Err(e) if e.reason == Reason::NotFound => return Ok(None),
+                Err(e) if e.reason == Reason::Conflict => {
+                    let latest: Pod = match self.get(&ns, &name).await {
+                        Ok(p) => p,
+                        Err(e) if e.reason == Reason::NotFound => return Ok(None),
+                        Err(e) => return Err(e),
+                    };
+                    if latest.metadata.as_ref().and_then(|m| m.uid.as_deref()) != Some(&uid) {
+                        return Ok(None);
+                    }
+                    body = latest;
+                    body.status = Some(status.clone());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict("pods", &name, "status kept conflicting"))
+    }
+
+    async fn delete_final(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            precondition_uid: uid.into(),
+            ..Default::default()
+        };
+        match self.delete_with::<Pod>(namespace, name, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == Reason::NotFound => Ok(()),
+            // Another pod with the same name: ours is gone already.
+            Err(e) if e.reason == Reason::Conflict => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
+        self.get(namespace, name).await
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
+        self.get(namespace, name).await
+    }
+}
+
+/// A recording fake: keeps the last status per pod, counts deletes, serves given objects.
+#[derive(Default)]
+pub struct FakePodApi {
+    state: Mutex<FakeApiState>,
+}
+
+#[derive(Default)]
+struct FakeApiState {
+    statuses: Vec<(String, PodStatus)>,
+    deleted: Vec<String>,
+    config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
+}
+
+impl FakePodApi {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeApiState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every status written, oldest first, as (pod name, status).
+    pub fn statuses(&self) -> Vec<(String, PodStatus)> {
+        self.lock().statuses.clone()
+    }
+
+    pub fn last_status(&self, name: &str) -> Option<PodStatus> {
+        self.lock()
+            .statuses
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+    }
+
+    pub fn deleted(&self) -> Vec<String> {
+        self.lock().deleted.clone()
+    }
+
+    pub fn add_config_map(&self, cm: ConfigMap) {
+        self.lock().config_maps.push(cm);
+    }
+
+    pub fn add_secret(&self, s: Secret) {
+        self.lock().secrets.push(s);
+    }
+}
+
+#[async_trait]
+impl PodApi for FakePodApi {
+    async fn update_status(&self, pod: &Pod, status: PodStatus) -> Result<Option<Pod>, ApiError> {
+        let (_, name, _) = meta(pod);
+        self.lock().statuses.push((name, status.clone()));
+        let mut p = pod.clone();
+        p.status = Some(status);
+        Ok(Some(p))
+    }
+
+    async fn delete_final(&self, _namespace: &str, name: &str, _uid: &str) -> Result<(), ApiError> {
+        self.lock().deleted.push(name.into());
+        Ok(())
+    }
+
+    async fn secret(&self, _namespace: &str, name: &str) -> Result<Secret, ApiError> {
+        self.lock()
+            .secrets
+            .iter()
+            .find(|s| s.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some(name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("secrets", name))
+    }
+
+    async fn config_map(&self, _namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
+        self.lock()
+            .config_maps
+            .iter()
+            .find(|s| s.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some(name))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("configmaps", name))
+    }
+}

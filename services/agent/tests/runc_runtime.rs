@@ -1,0 +1,505 @@
+//! The agent end to end with the `runc` runtime: a busybox image built here (from Debian's
+//! `busybox-static`) and pushed to a local `docker-registry` on 127.0.0.1, pulled by the
+//! agent; pods on a CNI bridge and subnet of this test's own; HTTP served by `busybox httpd`
+//! at the pod IP, readiness by httpGet, logs captured, crash loop with back-off, OOMKilled,
+//! agent restart re-adopting the running container, and nothing left behind after delete.
+//!
+//! Skipped (with a message) only when not root or runc is missing; everything else it needs
+//! is installed by `.ci/test.sh`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use navarch_agent::runtime::ContainerRuntime;
+use navarch_agent::runtime::runc::cni::CniNetwork;
+use navarch_agent::runtime::runc::{self, RuncConfig, RuncRuntime};
+use navarch_agent::{AgentConfig, BackoffPolicy, NodeTiming};
+use navarch_api::core::v1::{Container, HttpGetAction, Pod, Probe, ResourceRequirements};
+use navarch_api::meta::v1::int_or_string::Value as IntOrStr;
+use navarch_api::meta::v1::{IntOrString, Quantity};
+use navarch_gateway::Client;
+use sha2::Digest;
+
+const NODE: &str = "runc-node";
+
+/// Everything this test creates outside its temp dir, removed on drop (even on panic):
+/// the registry, containers still running, mounts under the temp dir, the bridge, cgroups.
+struct Cleanup {
+    registry: Option<Child>,
+    dir: PathBuf,
+    bridge: String,
+    cgroup_parent: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.registry.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+        let state = self.dir.join("runc/state");
+        if let Ok(out) = Command::new("runc")
+            .arg("--root")
+            .arg(&state)
+            .args(["list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&state)
+                    .args(["delete", "--force", id])
+                    .status();
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| Path::new(m).starts_with(&self.dir))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
+            for d in dirs.flatten() {
+                remove_tree(&d.path().join(&self.cgroup_parent));
+            }
+        }
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for c in children.flatten() {
+            if c.path().is_dir() {
+                remove_tree(&c.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `docker-registry` on 127.0.0.1 with its own config and storage.
+fn start_registry(dir: &Path) -> (Child, u16) {
+    let port = free_port();
+    let storage = dir.join("registry");
+    std::fs::create_dir_all(&storage).unwrap();
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+        .spawn()
+        .expect("docker-registry runs");
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, port);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("docker-registry did not start");
+}
+
+fn header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
+/// A one-layer OCI image with busybox and a web root, pushed to the registry.
+async fn push_busybox(reference: &str) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str| {
+        let mut h = header();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        tar.append_data(&mut h, path, std::io::empty()).unwrap();
+    };
+    for d in ["bin", "etc", "www", "tmp", "proc", "sys", "dev"] {
+        dir(&mut tar, d);
+    }
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let mut h = header();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
+        .unwrap();
+    for tool in [
+        "sh", "httpd", "echo", "sleep", "cat", "ls", "dd", "head", "true", "false", "nc", "wget",
+    ] {
+        let mut h = header();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        tar.append_link(&mut h, format!("bin/{tool}"), "busybox")
+            .unwrap();
+    }
+    let page = b"hello from navarch\n";
+    let mut h = header();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(page.len() as u64);
+    tar.append_data(&mut h, "www/index.html", &page[..])
+        .unwrap();
+    let layer = tar.into_inner().unwrap();
+    let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer).unwrap();
+    let gz = gz.finish().unwrap();
+    let config = serde_json::json!({
+        "architecture": navarch_agent::machine::go_arch(),
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/bin"],
+            "Cmd": ["sh"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+    });
+    navarch_pki::ensure_crypto_provider();
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: oci_client::client::ClientProtocol::Http,
+        ..Default::default()
+    });
+    let r: oci_client::Reference = reference.parse().unwrap();
+    tokio::time::timeout(
+        T,
+        client.push(
+            &r,
+            &[oci_client::client::ImageLayer::oci_v1_gzip(gz, None)],
+            oci_client::client::Config::oci_v1(serde_json::to_vec(&config).unwrap(), None),
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            None,
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("push to the local registry");
+}
+
+fn runc_config(dir: &Path, bridge: &str, subnet: &str, cgroup_parent: &str) -> RuncConfig {
+    let mut cfg = RuncConfig::new(dir);
+    cfg.network = CniNetwork {
+        name: format!("{bridge}-net"),
+        bridge: bridge.into(),
+        subnet: subnet.into(),
+        bin_dirs: runc::cni::default_bin_dirs(),
+        ipam_dir: dir.join("cni/networks"),
+        ip_masq: false,
+    };
+    cfg.cgroup_parent = cgroup_parent.into();
+    cfg
+}
+
+async fn start_agent(client: &Client, dir: &Path, cfg: &RuncConfig) -> navarch_agent::RunningAgent {
+    let runtime = Arc::new(RuncRuntime::new(cfg.clone()).unwrap());
+    let mut c = AgentConfig::new(NODE, dir);
+    c.node_ip = Some("127.0.0.1".parse().unwrap());
+    c.timing = NodeTiming {
+        lease_duration: Duration::from_secs(4),
+        lease_renew: Duration::from_millis(500),
+        status_update: Duration::from_millis(500),
+        status_report: Duration::from_secs(60),
+    };
+    c.backoff = BackoffPolicy {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(2),
+    };
+    c.sync_period = Duration::from_millis(250);
+    tokio::time::timeout(T, navarch_agent::start(client.clone(), c, runtime))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn http_get(ip: &str, port: u16) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().ok()?,
+        Duration::from_secs(3),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn busybox(name: &str, image: &str, script: &str) -> Container {
+    Container {
+        name: Some(name.into()),
+        image: Some(image.into()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+fn links_on(bridge: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runc_pods_end_to_end() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED runc_pods_end_to_end: needs root (runc, network namespaces, cgroups)");
+        return;
+    }
+    if runc::find_in_path("runc").is_none() {
+        eprintln!("SKIPPED runc_pods_end_to_end: runc is not installed (apt-get install runc)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let bridge = format!("nvt{tag}");
+    let n: u8 = u8::from_str_radix(&tag[..2], 16).unwrap();
+    let subnet = format!("10.231.{n}.0/24");
+    let cgroup_parent = format!("navarch-test-{tag}");
+    let mut cleanup = Cleanup {
+        registry: None,
+        dir: dir.path().to_path_buf(),
+        bridge: bridge.clone(),
+        cgroup_parent: cgroup_parent.clone(),
+    };
+    let (registry, port) = start_registry(dir.path());
+    cleanup.registry = Some(registry);
+    let image = format!("127.0.0.1:{port}/test/busybox:1");
+    push_busybox(&image).await;
+
+    let cfg = runc_config(dir.path(), &bridge, &subnet, &cgroup_parent);
+    runc::available(&cfg).expect("runc and the CNI plugins are installed");
+    let cluster = Cluster::start().await;
+    let client = cluster.client.clone();
+    let agent = start_agent(&client, dir.path(), &cfg).await;
+
+    // A web server pod, reachable at its pod IP, Ready through an httpGet probe.
+    let mut web = busybox(
+        "web",
+        &image,
+        "echo hello-from-web; exec httpd -f -v -p 8080 -h /www",
+    );
+    web.readiness_probe = Some(Probe {
+        http_get: Some(HttpGetAction {
+            path: Some("/".into()),
+            port: Some(IntOrString {
+                value: Some(IntOrStr::IntVal(8080)),
+            }),
+            ..Default::default()
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    });
+    tokio::time::timeout(T, client.create("default", &pod("web", NODE, vec![web])))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = wait_status(&client, "web", "Running and Ready", |s| {
+        s.phase.as_deref() == Some("Running") && condition(s, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let ip = s.pod_ip.clone().unwrap();
+    assert!(
+        ip.starts_with(&format!("10.231.{n}.")),
+        "pod IP {ip} from the test subnet {subnet}"
+    );
+    let cs = s.container_statuses[0].clone();
+    assert!(cs.container_id.as_deref().unwrap().starts_with("runc://"));
+    assert!(
+        cs.image_id
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("127.0.0.1:{port}/test/busybox@sha256:")),
+        "{:?}",
+        cs.image_id
+    );
+    let body = http_get(&ip, 8080).expect("the pod answers at its IP");
+    assert!(
+        body.contains("200 OK") && body.contains("hello from navarch"),
+        "{body}"
+    );
+
+    // Logs.
+    let uid = get_pod(&client, "web")
+        .await
+        .unwrap()
+        .metadata
+        .unwrap()
+        .uid
+        .unwrap();
+    let log = dir
+        .path()
+        .join("logs/pods")
+        .join(format!("default_web_{uid}/web/0.log"));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("hello-from-web"), "log: {text:?}");
+
+    // Agent restart: same container, same PID, not restarted.
+    let runtime = RuncRuntime::new(cfg.clone()).unwrap();
+    let cid = cs.container_id.clone().unwrap();
+    let short = cid.trim_start_matches("runc://");
+    let pid_before = runtime.container_status(short).await.unwrap().pid;
+    assert!(pid_before.is_some());
+    tokio::time::timeout(T, agent.shutdown()).await.unwrap();
+    assert!(
+        http_get(&ip, 8080).is_some(),
+        "serves while the agent is down"
+    );
+    let agent = start_agent(&client, dir.path(), &cfg).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = wait_status(&client, "web", "still Ready", |s| {
+        condition(s, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    assert_eq!(
+        s.container_statuses[0].container_id.as_deref(),
+        Some(cid.as_str())
+    );
+    assert_eq!(s.container_statuses[0].restart_count, Some(0));
+    assert_eq!(
+        runtime.container_status(short).await.unwrap().pid,
+        pid_before
+    );
+
+    // A crashing container: back-off, CrashLoopBackOff, restartCount growing.
+    tokio::time::timeout(
+        T,
+        client.create(
+            "default",
+            &pod(
+                "crash",
+                NODE,
+                vec![busybox("crash", &image, "echo boom; exit 2")],
+            ),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let s = wait_status(&client, "crash", "CrashLoopBackOff", |s| {
+        waiting_reason(s, 0).as_deref() == Some("CrashLoopBackOff")
+            && s.container_statuses[0].restart_count >= Some(2)
+    })
+    .await;
+    let last = s.container_statuses[0]
+        .last_state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(last.exit_code, Some(2));
+    assert_eq!(last.reason.as_deref(), Some("Error"));
+
+    // Over the memory limit: OOMKilled.
+    let mut hog = busybox(
+        "hog",
+        &image,
+        "exec dd if=/dev/zero of=/dev/shm/fill bs=1M count=48",
+    );
+    hog.resources = Some(ResourceRequirements {
+        limits: [(
+            "memory".to_string(),
+            Quantity {
+                value: "16Mi".into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    });
+    let mut p = pod("hog", NODE, vec![hog]);
+    p.spec.as_mut().unwrap().restart_policy = Some("Never".into());
+    tokio::time::timeout(T, client.create("default", &p))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = wait_status(&client, "hog", "Failed", |s| {
+        s.phase.as_deref() == Some("Failed")
+    })
+    .await;
+    let t = s.container_statuses[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
+    assert_eq!(t.reason.as_deref(), Some("OOMKilled"), "{t:?}");
+    assert_eq!(t.exit_code, Some(137));
+
+    // Delete everything: nothing left behind.
+    for name in ["web", "crash", "hog"] {
+        tokio::time::timeout(T, client.delete::<Pod>("default", name))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for name in ["web", "crash", "hog"] {
+        wait_gone(&client, name).await;
+    }
+    eventually("sandboxes and containers removed", || async {
+        let sandboxes = std::fs::read_dir(cfg.root.join("sandboxes")).ok()?.count();
+        let containers = std::fs::read_dir(cfg.root.join("containers")).ok()?.count();
+        (sandboxes == 0 && containers == 0).then_some(())
+    })
+    .await;
+    assert_eq!(links_on(&bridge), "", "no veth left on the bridge");
+    let leases: Vec<PathBuf> = std::fs::read_dir(cfg.network.ipam_dir.join(&cfg.network.name))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let ip_leases: Vec<_> = leases
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
+        })
+        .collect();
+    assert!(ip_leases.is_empty(), "IPAM leases released: {ip_leases:?}");
+    let pod_cgroups = std::fs::read_dir(Path::new("/sys/fs/cgroup/memory").join(&cgroup_parent))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+        .unwrap_or(0);
+    assert_eq!(pod_cgroups, 0, "pod cgroups removed");
+    assert!(http_get(&ip, 8080).is_none(), "the pod is gone");
+
+    tokio::time::timeout(T, agent.shutdown()).await.unwrap();
+    cluster.stop().await;
+    drop(cleanup);
+}

@@ -1,0 +1,445 @@
+//! The router: discovery, OpenAPI, health, version, the `/apply` endpoint and every resource
+//! path, with the body limit and request logging/metrics around them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use navarch_api::gateway::v1 as pb;
+use navarch_api::{ApiError, Reason};
+use opentelemetry::KeyValue as Attr;
+use opentelemetry::metrics::{Counter, Histogram};
+use serde_json::Value as Json;
+use tonic::transport::Channel;
+
+use crate::negotiate;
+use crate::openapi::{self, OpenApiAnswer};
+use crate::request::{self, ApiPath};
+use crate::response::Responder;
+use crate::{MAX_BODY_BYTES, apply, discovery, gateway, resources};
+
+/// What every handler shares.
+pub struct AppState {
+    pub gateway: Channel,
+    metrics: FacadeMetrics,
+}
+
+impl AppState {
+    pub fn new(gateway: Channel) -> Self {
+        Self {
+            gateway,
+            metrics: FacadeMetrics::new(),
+        }
+    }
+}
+
+/// RED metrics of the HTTP API.
+struct FacadeMetrics {
+    requests: Counter<u64>,
+    duration: Histogram<f64>,
+}
+
+impl FacadeMetrics {
+    fn new() -> Self {
+        let meter = navarch_telemetry::meter("navarch-facade");
+        Self {
+            requests: meter
+                .u64_counter("navarch.facade.requests")
+                .with_description("HTTP API requests by method and code")
+                .build(),
+            duration: navarch_telemetry::seconds_histogram(
+                &meter,
+                "navarch.facade.request.duration",
+                "HTTP API request latency (until the response head; watches excluded)",
+            ),
+        }
+    }
+}
+
+/// The facade's router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(healthy))
+        .route("/livez", get(healthy))
+        .route("/readyz", get(ready))
+        .route("/apply", post(apply_manifests))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_index))
+        .route("/openapi/v3/{*path}", get(openapi_v3_document))
+        .merge(navarch_telemetry::metrics_router())
+        .fallback(api)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Logs and counts every request.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let watch = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "watch=true" || p == "watch=1" || p == "watch")
+    }) || path.contains("/watch/");
+    let agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let resp = next.run(req).await;
+    let code = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    let attrs = [
+        Attr::new("method", method.to_string()),
+        Attr::new("code", i64::from(code)),
+    ];
+    state.metrics.requests.add(1, &attrs);
+    if !watch {
+        state
+            .metrics
+            .duration
+            .record(elapsed.as_secs_f64(), &attrs[..1]);
+    }
+    // 501 is a subresource not served yet, not a failure of the server.
+    if code >= 500 && code != 501 {
+        tracing::warn!(%method, path, code, elapsed_ms = elapsed.as_millis() as u64, user_agent = agent, "API request failed");
+    } else {
+        tracing::debug!(%method, path, code, elapsed_ms = elapsed.as_millis() as u64, user_agent = agent, "API request");
+    }
+    resp
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    Responder::PLAIN.error(&request::method_not_allowed(
+        req.method().as_str(),
+        req.uri().path(),
+    ))
+}
+
+fn responder(headers: &HeaderMap, query: Option<&str>) -> Responder {
+    let pretty = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "pretty")
+            .map(|(_, v)| matches!(v.as_ref(), "1" | "t" | "T" | "true" | "True" | "TRUE" | ""))
+    });
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    Responder::new(negotiate::negotiate(accept, false, false), headers, pretty)
+}
+
+async fn version(headers: HeaderMap) -> Response {
+    responder(&headers, None).value(StatusCode::OK, &discovery::version_info())
+}
+
+async fn healthy() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+}
+
+/// Ready when the gateway answers.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let mut gw = gateway::for_request(&state.gateway, &HeaderMap::new());
+    let probe = gw.get(pb::GetRequest {
+        resource: None,
+        ..Default::default()
+    });
+    // Any gRPC answer from the gateway (even "unauthenticated") means it is serving.
+    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
+        Ok(Ok(_)) => healthy().await,
+        Ok(Err(s)) if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+            healthy().await
+        }
+        Ok(Err(s)) => not_ready(&format!("[-]gateway failed: {}", s.message())),
+        Err(_) => not_ready("[-]gateway failed: no answer within 2s"),
+    }
+}
+
+fn not_ready(detail: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{detail}\nreadyz check failed\n"),
+    )
+        .into_response()
+}
+
+/// Discovery and OpenAPI documents are for authenticated users only (kube-apiserver's
+/// `system:discovery`): the caller's credentials are checked by the gateway with a cheap read.
+/// Only an authentication failure (or an unreachable gateway) refuses the request; a user that
+/// may not read namespaces may still discover the API.
+async fn authenticate(channel: &Channel, headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut gw = gateway::for_request(channel, headers);
+    let probe = gw
+        .get(pb::GetRequest {
+            resource: gateway::resource(
+                navarch_api::kinds::by_resource("", "v1", "namespaces").expect("served"),
+                "",
+            ),
+            namespace: String::new(),
+            name: "default".into(),
+            accept: "application/json".into(),
+        })
+        .await;
+    match probe {
+        Ok(_) => Ok(()),
+        Err(s) => {
+            let e = gateway::error(s);
+            match e.reason {
+                Reason::Unauthorized | Reason::ServiceUnavailable | Reason::InternalError => Err(e),
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
+/// A JSON document for an authenticated caller.
+async fn document(
+    state: &AppState,
+    parts: &Parts,
+    doc: impl FnOnce() -> Result<Json, ApiError>,
+) -> Response {
+    let r = responder(&parts.headers, parts.uri.query());
+    if let Err(e) = authenticate(&state.gateway, &parts.headers).await {
+        return r.error(&e);
+    }
+    match doc() {
+        Ok(v) => r.value(StatusCode::OK, &v),
+        Err(e) => r.error(&e),
+    }
+}
+
+async fn openapi_v2(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let answer = openapi::openapi_v2_answer(accept);
+    openapi_answer(&state, &parts, answer).await
+}
+
+async fn openapi_v3_index(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    document(&state, &parts, || Ok(openapi::openapi_v3_index())).await
+}
+
+async fn openapi_v3_document(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let path = parts.uri.path().trim_start_matches("/openapi/v3/");
+    let hash = parts.uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "hash")
+            .map(|(_, v)| v.into_owned())
+    });
+    let accept = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let answer = openapi::openapi_v3_answer(path, hash.as_deref(), accept);
+    openapi_answer(&state, &parts, answer).await
+}
+
+/// Writes an OpenAPI answer: the document's bytes as they are (ETag, 304 on a match, gzip when
+/// large), a redirect to the current hash, or a Status.
+async fn openapi_answer(state: &AppState, parts: &Parts, answer: OpenApiAnswer) -> Response {
+    let r = responder(&parts.headers, None);
+    if let Err(e) = authenticate(&state.gateway, &parts.headers).await {
+        return r.error(&e);
+    }
+    match answer {
+        OpenApiAnswer::Document {
+            content_type,
+            body,
+            etag,
+            immutable,
+        } => {
+            let etag = format!("\"{etag}\"");
+            let matches = parts
+                .headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+            let mut resp = if matches {
+                let mut resp = Response::new(Body::empty());
+                *resp.status_mut() = StatusCode::NOT_MODIFIED;
+                resp
+            } else {
+                let mut resp = Responder { pretty: false, ..r }
+                    .bytes(StatusCode::OK, Bytes::from_static(body));
+                if let Ok(v) = HeaderValue::from_str(content_type) {
+                    resp.headers_mut().insert(header::CONTENT_TYPE, v);
+                }
+                resp
+            };
+            let headers = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                headers.insert(header::ETAG, v);
+            }
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+            if immutable {
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, immutable"),
+                );
+                let expires = httpdate(std::time::SystemTime::now() + YEAR);
+                if let Ok(v) = HeaderValue::from_str(&expires) {
+                    headers.insert(header::EXPIRES, v);
+                }
+            }
+            resp
+        }
+        OpenApiAnswer::Redirect(location) => Response::builder()
+            .status(StatusCode::MOVED_PERMANENTLY)
+            .header(header::LOCATION, location)
+            .body(Body::empty())
+            .unwrap_or_else(|_| Response::new(Body::empty())),
+        OpenApiAnswer::NotAcceptable => r.error(&ApiError::new(
+            Reason::NotAcceptable,
+            "only the following media types are accepted: application/json, application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        )),
+        OpenApiAnswer::NotFound => r.error(&request::not_found()),
+    }
+}
+
+const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// An HTTP date (RFC 7231 IMF-fixdate) for `Expires`.
+fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    match jiff::Timestamp::from_second(secs) {
+        Ok(ts) => ts.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Reads a request body up to [`MAX_BODY_BYTES`]; 413 beyond. An oversized body is still
+/// read (and dropped, within [`DRAIN_LIMIT_BYTES`] and [`DRAIN_TIMEOUT`]) before answering, so
+/// HTTP/2 clients that are still sending see the 413 rather than a reset stream.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+    let too_large = || {
+        ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("Request entity too large: limit is {MAX_BODY_BYTES}"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut body = body;
+    let mut buf = bytes::BytesMut::with_capacity(
+        declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize),
+    );
+    let mut over = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let mut seen: usize = 0;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    loop {
+        let frame = if over {
+            match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > MAX_BODY_BYTES {
+            over = true;
+            buf.clear();
+        }
+        if over {
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if over {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
+}
+
+/// How much of an oversized body is read and dropped before the 413 is sent.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+/// How long an oversized body is read before the 413 is sent anyway.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn apply_manifests(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let r = responder(&parts.headers, parts.uri.query());
+    let body = match read_body(&parts.headers, body).await {
+        Ok(b) => b,
+        Err(e) => return r.error(&e),
+    };
+    apply::serve(&state.gateway, &parts, body, r).await
+}
+
+/// Everything under `/api` and `/apis`; 404 Status for anything else.
+async fn api(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(path) = request::parse_path(parts.uri.path()) else {
+        return responder(&parts.headers, parts.uri.query()).error(&request::not_found());
+    };
+    if let ApiPath::Resource(resource) = path {
+        let body = if matches!(
+            parts.method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
+            match read_body(&parts.headers, body).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return responder(&parts.headers, parts.uri.query()).error(&e);
+                }
+            }
+        } else {
+            Bytes::new()
+        };
+        return resources::serve(&state.gateway, &parts, body, &resource).await;
+    }
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return Responder::PLAIN.error(&request::method_not_allowed(
+            parts.method.as_str(),
+            parts.uri.path(),
+        ));
+    }
+    document(&state, &parts, || match path {
+        ApiPath::CoreVersions => Ok(discovery::api_versions()),
+        ApiPath::Groups => Ok(discovery::api_group_list()),
+        ApiPath::Group(group) => discovery::api_group_list()["groups"]
+            .as_array()
+            .and_then(|groups| groups.iter().find(|g| g["name"] == group.as_str()))
+            .map(|g| {
+                let mut g = g.clone();
+                g["kind"] = "APIGroup".into();
+                g["apiVersion"] = "v1".into();
+                g
+            })
+            .ok_or_else(request::not_found),
+        ApiPath::Resources { group, version } => {
+            discovery::api_resource_list(&group, &version).ok_or_else(request::not_found)
+        }
+        ApiPath::Resource(_) => Err(request::not_found()),
+    })
+    .await
+}

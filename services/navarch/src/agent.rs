@@ -1,0 +1,214 @@
+//! `navarch agent` (a worker's node agent) and the local node agent of `navarch up`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use navarch_agent::runtime::process::ProcessRuntime;
+use navarch_agent::runtime::runc::{self, RuncConfig, RuncRuntime};
+use navarch_agent::{AgentConfig, ContainerRuntime, HollowFleetConfig, RunningAgent};
+use navarch_api::core::v1::Taint;
+use navarch_gateway::Client;
+
+/// How the node looks and which runtime runs its pods (shared by `agent` and `up`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// Container runtime: `runc` (real containers: root, runc and the CNI plugins),
+    /// `process` (host processes), or `auto` (runc when possible).
+    #[arg(long, default_value = "auto")]
+    pub runtime: String,
+    /// The node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address (default: the source address of the default route).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// Extra node labels, `key=value`.
+    #[arg(long = "node-label")]
+    pub node_labels: Vec<String>,
+    /// Taints to register with, `key=value:Effect` or `key:Effect`.
+    #[arg(long = "register-with-taints")]
+    pub taints: Vec<String>,
+    /// Capacity overrides, `resource=quantity` (e.g. `cpu=8`, `memory=16Gi`).
+    #[arg(long = "capacity")]
+    pub capacity: Vec<String>,
+    /// Most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// The pod subnet of this node (runc runtime).
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pub pod_cidr: String,
+    /// The Linux bridge the pods attach to (runc runtime).
+    #[arg(long, default_value = "navarch0")]
+    pub cni_bridge: String,
+    /// Registries reached over plain HTTP (those on 127.0.0.0/8 always are).
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Also run this many simulated (hollow) nodes in this process.
+    #[arg(long, default_value_t = 0)]
+    pub hollow_nodes: usize,
+}
+
+/// `navarch agent`: a node agent joining a cluster through its gateway.
+#[derive(clap::Args, Clone, Debug)]
+pub struct AgentArgs {
+    /// The gateway's gRPC URL (`https://host:6444`).
+    #[arg(long)]
+    pub gateway: String,
+    /// Bearer token for the gateway.
+    #[arg(long, env = "NAVARCH_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The cluster CA (PEM) to verify the gateway with.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Where pod records, logs, images and containers live.
+    #[arg(
+        long,
+        env = "NAVARCH_AGENT_DATA_DIR",
+        default_value = "navarch-agent-data"
+    )]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|s| {
+            s.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("{what} {s:?} is not key=value"))
+        })
+        .collect()
+}
+
+fn taint(s: &str) -> anyhow::Result<Taint> {
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .with_context(|| format!("taint {s:?} is not key[=value]:Effect"))?;
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    Ok(Taint {
+        key: Some(key.into()),
+        value: (!value.is_empty()).then(|| value.into()),
+        effect: Some(effect.into()),
+        ..Default::default()
+    })
+}
+
+fn choose_runtime(args: &NodeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+    let mut cfg = RuncConfig::new(data_dir);
+    cfg.network.subnet = args.pod_cidr.clone();
+    cfg.network.bridge = args.cni_bridge.clone();
+    cfg.insecure_registries = args.insecure_registries.clone();
+    let process = || -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+        Ok(Arc::new(ProcessRuntime::new(&data_dir.join("process"))?))
+    };
+    match args.runtime.as_str() {
+        "runc" => {
+            if let Err(why) = runc::available(&cfg) {
+                anyhow::bail!("the runc runtime cannot run here: {why}");
+            }
+            Ok(Arc::new(RuncRuntime::new(cfg)?))
+        }
+        "process" => process(),
+        // Simulated containers: nothing runs; for trying the control plane and for tests.
+        "hollow" => Ok(Arc::new(
+            navarch_agent::runtime::hollow::HollowRuntime::new(
+                navarch_agent::runtime::hollow::HollowBehaviour::default(),
+                [10, 250],
+            ),
+        )),
+        "auto" => match runc::available(&cfg) {
+            Ok(()) => Ok(Arc::new(RuncRuntime::new(cfg)?)),
+            Err(why) => {
+                tracing::warn!(
+                    "runc runtime unavailable ({why}); running pods as host processes. For real containers: apt-get install runc containernetworking-plugins (as root)"
+                );
+                process()
+            }
+        },
+        other => anyhow::bail!("unknown runtime {other:?} (runc, process, hollow or auto)"),
+    }
+}
+
+/// The agent(s) of this process: the node's own, and any hollow fleet.
+pub struct LocalAgents {
+    agents: Vec<RunningAgent>,
+}
+
+impl LocalAgents {
+    pub async fn shutdown(self) {
+        for a in self.agents {
+            a.shutdown().await;
+        }
+    }
+}
+
+/// Starts the node agent (and hollow nodes) against the gateway `client`.
+pub async fn start(
+    client: Client,
+    data_dir: &Path,
+    args: &NodeArgs,
+) -> anyhow::Result<LocalAgents> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+    let name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().to_lowercase());
+    let mut config = AgentConfig::new(&name, &data_dir);
+    config.node_ip = args.node_ip;
+    config.node.labels = pairs(&args.node_labels, "node label")?
+        .into_iter()
+        .collect();
+    config.node.taints = args
+        .taints
+        .iter()
+        .map(|t| taint(t))
+        .collect::<Result<_, _>>()?;
+    config.node.capacity = pairs(&args.capacity, "capacity")?.into_iter().collect();
+    config.node.max_pods = args.max_pods;
+    let runtime = choose_runtime(args, &data_dir)?;
+    let mut agents = vec![navarch_agent::start(client.clone(), config, runtime).await?];
+    if args.hollow_nodes > 0 {
+        agents.push(
+            navarch_agent::start_hollow_fleet(
+                client,
+                HollowFleetConfig {
+                    name_prefix: format!("hollow-{name}"),
+                    count: args.hollow_nodes,
+                    ..Default::default()
+                },
+            )
+            .await,
+        );
+    }
+    Ok(LocalAgents { agents })
+}
+
+/// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let _telemetry = navarch_telemetry::init("navarch-agent")?;
+    let ca = match &args.ca_file {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => String::new(),
+    };
+    if args.gateway.starts_with("https://") && ca.is_empty() {
+        anyhow::bail!("--ca-file is needed to verify {}", args.gateway);
+    }
+    let client = Client::connect(&args.gateway, &ca, &args.token).await?;
+    let agents = start(client, &args.data_dir, &args.node).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("agent shutting down; containers keep running");
+    agents.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! The running scheduler: informers feed the [`Snapshot`] and the [`SchedulingQueue`]; one loop
+//! takes pods off the queue, runs [`framework::schedule`], assumes each decision in the snapshot
+//! at once (so the next pod sees the node as taken) and hands the binding to a background task;
+//! a small controller writes `PodScheduled=False` conditions and events for pods that fit
+//! nowhere.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use navarch_api::core::v1::{Node, Pod, PodCondition};
+use navarch_api::scheduling::v1::PriorityClass;
+use navarch_api::{ApiError, Reason};
+use navarch_gateway::Client;
+use navarch_runtime::controller::backoff_on_error;
+use navarch_runtime::events::object_reference;
+use navarch_runtime::{
+    Action, Controller, Event, EventRecorder, EventType, Informer, InformerFactory,
+    LeaderElectionConfig, LeaderElector, ObjectKey, Scope, WorkQueue,
+};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::framework::{self, Cursor, Registry};
+use crate::metrics::SchedulerMetrics;
+use crate::pod_info::PodInfo;
+use crate::queue::{Popped, SchedulingQueue};
+use crate::snapshot::Snapshot;
+
+/// How a scheduler runs.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Pods whose `spec.schedulerName` is this are ours; others are ignored.
+    pub scheduler_name: String,
+    /// This instance (events' `reportingInstance`, the Lease holder).
+    pub identity: String,
+    /// `None` runs without leader election (one scheduler only, tests).
+    pub leader_election: Option<LeaderElectionConfig>,
+    /// Binding calls in flight at most.
+    pub bind_concurrency: usize,
+    /// Pods scheduled per pass of the loop (while holding the snapshot).
+    pub batch: usize,
+    /// Overrides the adaptive share of nodes searched for feasible ones (1–100).
+    pub percentage_of_nodes_to_score: Option<u32>,
+    /// Write `Scheduled` / `FailedScheduling` events.
+    pub record_events: bool,
+    /// Back-off of a pod after a failed attempt: initial and maximum.
+    pub backoff: (Duration, Duration),
+}
+
+impl SchedulerConfig {
+    /// The defaults for `default-scheduler`, with leader election on the
+    /// `kube-system/navarch-scheduler` Lease.
+    pub fn new(identity: impl Into<String>) -> Self {
+        let identity = identity.into();
+        Self {
+            scheduler_name: "default-scheduler".into(),
+            leader_election: Some(LeaderElectionConfig::new(
+                "kube-system",
+                "navarch-scheduler",
+                identity.clone(),
+            )),
+            identity,
+            bind_concurrency: 256,
+            batch: 64,
+            percentage_of_nodes_to_score: None,
+            record_events: true,
+            backoff: (Duration::from_secs(1), Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Why the scheduler stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("the scheduler's informers did not sync: {0}")]
+    NotSynced(#[from] navarch_runtime::factory::SyncTimeout),
+}
+
+/// Runs the scheduler until `shutdown` is cancelled. With leader election, it schedules only
+/// while it holds the Lease; on losing it, it stops everything (informers, in-flight bindings)
+/// and campaigns again with fresh state.
+pub async fn run(
+    client: Client,
+    config: SchedulerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let Some(election) = config.leader_election.clone() else {
+        return run_leading(client, config, shutdown).await;
+    };
+    let elector = LeaderElector::new(client.clone(), election);
+    loop {
+        let leadership = tokio::select! {
+            l = elector.acquire() => l,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        tracing::info!(identity = %config.identity, "scheduler is leading");
+        let term = shutdown.child_token();
+        let outcome = tokio::select! {
+            r = run_leading(client.clone(), config.clone(), term.clone()) => Some(r),
+            _ = leadership.lost() => None,
+        };
+        term.cancel();
+        match outcome {
+            Some(result) => {
+                leadership.release().await;
+                return result;
+            }
+            None => tracing::warn!(
+                identity = %config.identity,
+                "scheduler lost leadership; stopped scheduling, campaigning again"
+            ),
+        }
+    }
+}
+
+/// Everything one term of leadership owns.
+struct Shared {
+    config: SchedulerConfig,
+    client: Client,
+    registry: Registry,
+    state: Mutex<State>,
+    wake: Notify,
+    priorities: Mutex<Priorities>,
+    /// Why each pending pod last failed, for the status writer.
+    failures: Mutex<HashMap<ObjectKey, String>>,
+    status_queue: WorkQueue<ObjectKey>,
+    recorder: Option<EventRecorder>,
+    metrics: SchedulerMetrics,
+    binds: Arc<Semaphore>,
+}
+
+struct State {
+    snapshot: Snapshot,
+    queue: SchedulingQueue,
+    cursor: Cursor,
+}
+
+#[derive(Default)]
+struct Priorities {
+    classes: HashMap<String, i32>,
+    global_default: Option<(String, i32)>,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, String>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `spec.priority`, else the value of its PriorityClass (or the global default class).
+    fn priority_of(&self, pod: &Pod) -> i32 {
+        let spec = pod.spec.as_ref();
+        if let Some(p) = spec.and_then(|s| s.priority) {
+            return p;
+        }
+        let priorities = self.priorities.lock().unwrap_or_else(|e| e.into_inner());
+        match spec
+            .and_then(|s| s.priority_class_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
+            Some(class) => priorities.classes.get(class).copied().unwrap_or(0),
+            None => priorities.global_default.as_ref().map_or(0, |(_, v)| *v),
+        }
+    }
+
+    fn on_priority_class(&self, ev: &Event<PriorityClass>) {
+        let mut p = self.priorities.lock().unwrap_or_else(|e| e.into_inner());
+        let pc = ev.object();
+        let name = pc
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default();
+        if let Event::Deleted(_) = ev {
+            p.classes.remove(&name);
+            if p.global_default.as_ref().is_some_and(|(n, _)| *n == name) {
+                p.global_default = None;
+            }
+            return;
+        }
+        let value = pc.value.unwrap_or(0);
+        p.classes.insert(name.clone(), value);
+        if pc.global_default == Some(true) {
+            p.global_default = Some((name, value));
+        } else if p.global_default.as_ref().is_some_and(|(n, _)| *n == name) {
+            p.global_default = None;
+        }
+    }
+
+    fn on_node(&self, ev: &Event<Node>) {
+        let now = Instant::now();
+        let mut st = self.state();
+        match ev {
+            Event::Added(n) => {
+                st.snapshot.upsert_node(n.clone());
+                st.queue.cluster_changed(now);
+            }
+            Event::Updated { old, new } => {
+                st.snapshot.upsert_node(new.clone());
+                if node_scheduling_changed(old, new) {
+                    st.queue.cluster_changed(now);
+                }
+            }
+            Event::Deleted(n) => {
+                let name = n
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.name.as_deref())
+                    .unwrap_or_default();
+                st.snapshot.remove_node(name);
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    fn on_pod(&self, ev: &Event<Pod>) {
+        match ev {
+            Event::Added(pod) => self.pod_seen(None, pod),
+            Event::Updated { old, new } => self.pod_seen(Some(old), new),
+            Event::Deleted(pod) => self.pod_gone(&ObjectKey::of(pod.as_ref())),
+        }
+    }
+
+    fn pod_seen(&self, old: Option<&Arc<Pod>>, pod: &Arc<Pod>) {
+        let info = Arc::new(PodInfo::new(pod.clone(), self.priority_of(pod)));
+        let now = Instant::now();
+        if let Some(node) = info.node_name.clone() {
+            // Bound (by us or anyone): it takes its share of the node from now on.
+            let key = info.key.clone();
+            let labels_changed = old.is_some_and(|o| {
+                o.metadata.as_ref().map(|m| &m.labels) != pod.metadata.as_ref().map(|m| &m.labels)
+            });
+            let mut st = self.state();
+            st.snapshot.place(info, &node, false);
+            st.queue.remove(&key);
+            if labels_changed {
+                st.queue.cluster_changed(now);
+            }
+            drop(st);
+            self.failures().remove(&key);
+            return;
+        }
+        if info.scheduler_name != self.config.scheduler_name {
+            return;
+        }
+        let mut st = self.state();
+        if info.terminating {
+            st.queue.remove(&info.key);
+            return;
+        }
+        let changed = old.is_none_or(|o| PodInfo::scheduling_changed(o, pod));
+        st.queue.add(info, changed, now);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    fn pod_gone(&self, key: &ObjectKey) {
+        let mut st = self.state();
+        let freed = st.snapshot.unplace(key).is_some();
+        st.queue.remove(key);
+        if freed {
+            st.queue.cluster_changed(Instant::now());
+        }
+        drop(st);
+        self.failures().remove(key);
+        if freed {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Whether a node update can change where pods fit (not just a heartbeat).
+fn node_scheduling_changed(old: &Node, new: &Node) -> bool {
+    let ready = |n: &Node| {
+        n.status.as_ref().and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.r#type.as_deref() == Some("Ready"))
+                .map(|c| c.status.clone())
+        })
+    };
+    old.spec != new.spec
+        || old.metadata.as_ref().map(|m| &m.labels) != new.metadata.as_ref().map(|m| &m.labels)
+        || old.status.as_ref().map(|s| &s.allocatable)
+            != new.status.as_ref().map(|s| &s.allocatable)
+        || ready(old) != ready(new)
+}
+
+/// Schedules while `stop` is not cancelled, with informers and state of its own.
+async fn run_leading(
+    client: Client,
+    config: SchedulerConfig,
+    stop: CancellationToken,
+) -> Result<(), SchedulerError> {
+    let factory = InformerFactory::new(client.clone());
+    let pods: Arc<Informer<Pod>> =
+        factory.scoped(Scope::all().fields("status.phase!=Succeeded,status.phase!=Failed"));
+    let nodes: Arc<Informer<Node>> = factory.informer();
+    let classes: Arc<Informer<PriorityClass>> = factory.informer();
+    let recorder = config
+        .record_events
+        .then(|| EventRecorder::new(client.clone(), &config.scheduler_name, &config.identity));
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            snapshot: Snapshot::new(),
+            queue: SchedulingQueue::with_backoff(config.backoff.0, config.backoff.1),
+            cursor: Cursor {
+                next_start: 0,
+                seed: rand::random(),
+            },
+        }),
+        binds: Arc::new(Semaphore::new(config.bind_concurrency.max(1))),
+        client: client.clone(),
+        registry: Registry::default(),
+        wake: Notify::new(),
+        priorities: Mutex::default(),
+        failures: Mutex::default(),
+        status_queue: WorkQueue::new("scheduler-status"),
+        recorder,
+        metrics: SchedulerMetrics::new(),
+        config,
+    });
+    let s = shared.clone();
+    classes.add_handler(move |ev| s.on_priority_class(ev));
+    let s = shared.clone();
+    nodes.add_handler(move |ev| s.on_node(ev));
+    let s = shared.clone();
+    pods.add_handler(move |ev| s.on_pod(ev));
+
+    tokio::select! {
+        synced = factory.wait_synced(Duration::from_secs(300)) => synced?,
+        _ = stop.cancelled() => {
+            factory.shutdown();
+            return Ok(());
+        }
+    }
+    {
+        let st = shared.state();
+        tracing::info!(
+            nodes = st.snapshot.len(),
+            bound_pods = st.snapshot.pod_count(),
+            pending_pods = st.queue.len(),
+            "scheduler caches synced; scheduling"
+        );
+    }
+
+    let status = tokio::spawn(
+        Controller::new("scheduler-status", shared.status_queue.clone())
+            .workers(4)
+            .run(
+                write_unschedulable_status,
+                backoff_on_error,
+                Arc::new(StatusContext {
+                    shared: shared.clone(),
+                    pods: pods.clone(),
+                }),
+            ),
+    );
+    schedule_loop(shared.clone(), stop).await;
+    shared.status_queue.shutdown();
+    status.abort();
+    factory.shutdown();
+    Ok(())
+}
+
+/// Takes pods off the queue and places them until `stop`.
+async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut binds: JoinSet<()> = JoinSet::new();
+    let pct = shared.config.percentage_of_nodes_to_score;
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        while binds.try_join_next().is_some() {}
+        let (batch, next_backoff, counts) = {
+            let mut st = shared.state();
+            st.queue.flush(Instant::now());
+            let batch: Vec<Popped> = std::iter::from_fn(|| st.queue.pop())
+                .take(shared.config.batch.max(1))
+                .collect();
+            (batch, st.queue.next_backoff(), st.queue.counts())
+        };
+        shared.metrics.pending(counts);
+        if batch.is_empty() {
+            let wait = next_backoff
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return,
+            }
+            continue;
+        }
+        let mut placed = Vec::with_capacity(batch.len());
+        let mut failed = Vec::new();
+        {
+            let mut st = shared.state();
+            let State {
+                snapshot,
+                queue,
+                cursor,
+            } = &mut *st;
+            for p in batch {
+                let key = &p.info.key;
+                if snapshot.placement(key).is_some() {
+                    // Bound meanwhile (by another scheduler instance or by hand).
+                    queue.remove(key);
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let result = framework::schedule(&p.info, snapshot, &shared.registry, cursor, pct);
+                let took = started.elapsed().as_secs_f64();
+                match result {
+                    Ok(decision) => {
+                        shared.metrics.attempt("scheduled", took);
+                        snapshot.place(p.info.clone(), &decision.node, true);
+                        placed.push((p, decision.node));
+                    }
+                    Err(fit) => {
+                        shared.metrics.attempt("unschedulable", took);
+                        queue.unschedulable(key, Instant::now());
+                        failed.push((key.clone(), fit.to_string()));
+                    }
+                }
+            }
+        }
+        for (key, message) in failed {
+            tracing::debug!(pod = %key, %message, "pod is unschedulable");
+            shared.failures().insert(key.clone(), message);
+            shared.status_queue.add(key);
+        }
+        for (pod, node) in placed {
+            let permit = tokio::select! {
+                permit = shared.binds.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                _ = stop.cancelled() => return,
+            };
+            binds.spawn(bind(shared.clone(), pod, node, permit));
+        }
+    }
+}
+
+/// Binds one assumed pod; on failure takes the assumption back and retries with back-off.
+async fn bind(shared: Arc<Shared>, pod: Popped, node: String, _permit: OwnedSemaphorePermit) {
+    let key = &pod.info.key;
+    let started = Instant::now();
+    let result = shared.client.bind(&key.namespace, &key.name, &node).await;
+    let now = Instant::now();
+    match result {
+        Ok(()) => {
+            shared.state().queue.remove(key);
+            shared.failures().remove(key);
+            shared.metrics.bound(
+                now.duration_since(started).as_secs_f64(),
+                now.duration_since(pod.first_seen).as_secs_f64(),
+            );
+            tracing::debug!(pod = %key, node = %node, "bound");
+            if let Some(recorder) = &shared.recorder {
+                recorder.record(
+                    object_reference(pod.info.pod.as_ref()),
+                    EventType::Normal,
+                    "Scheduled",
+                    "Binding",
+                    format!("Successfully assigned {key} to {node}"),
+                );
+            }
+        }
+        Err(e) => {
+            shared.metrics.attempt("error", 0.0);
+            let mut st = shared.state();
+            let assumed_here = st
+                .snapshot
+                .placement(key)
+                .is_some_and(|p| p.assumed && p.node == node);
+            if assumed_here {
+                st.snapshot.unplace(key);
+                st.queue.cluster_changed(now);
+            }
+            if e.reason == Reason::NotFound {
+                st.queue.remove(key);
+            } else {
+                // Already bound (the watch will say so and drop it from the queue), being
+                // deleted, or a transient failure: try again after the back-off.
+                st.queue.retry(key, now);
+            }
+            drop(st);
+            tracing::info!(pod = %key, node = %node, error = %e, "binding failed");
+            shared.wake.notify_one();
+        }
+    }
+}
+
+struct StatusContext {
+    shared: Arc<Shared>,
+    pods: Arc<Informer<Pod>>,
+}
+
+/// Writes `PodScheduled=False, reason Unschedulable` with the latest message onto a pending
+/// pod (and a FailedScheduling event when the message changes).
+async fn write_unschedulable_status(
+    key: ObjectKey,
+    ctx: Arc<StatusContext>,
+) -> Result<Action, ApiError> {
+    let Some(message) = ctx.shared.failures().get(&key).cloned() else {
+        return Ok(Action::await_change());
+    };
+    let Some(pod) = ctx.pods.cache().get(&key) else {
+        return Ok(Action::await_change());
+    };
+    if pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some()
+    {
+        return Ok(Action::await_change());
+    }
+    let conditions = pod
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let current = conditions
+        .iter()
+        .find(|c| c.r#type.as_deref() == Some("PodScheduled"));
+    if current.is_some_and(|c| {
+        c.status.as_deref() == Some("False")
+            && c.reason.as_deref() == Some("Unschedulable")
+            && c.message.as_deref() == Some(message.as_str())
+    }) {
+        return Ok(Action::await_change());
+    }
+    let transition = match current {
+        Some(c) if c.status.as_deref() == Some("False") => c.last_transition_time.clone(),
+        _ => None,
+    };
+    let mut updated = (*pod).clone();
+    let status = updated.status.get_or_insert_with(Default::default);
+    status
+        .conditions
+        .retain(|c| c.r#type.as_deref() != Some("PodScheduled"));
+    status.conditions.push(PodCondition {
+        r#type: Some("PodScheduled".into()),
+        status: Some("False".into()),
+        reason: Some("Unschedulable".into()),
+        message: Some(message.clone()),
+        last_transition_time: transition.or_else(|| {
+            Some(
+                jiff::Timestamp::now()
+                    .round(jiff::Unit::Second)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            )
+        }),
+        ..Default::default()
+    });
+    match ctx
+        .shared
+        .client
+        .update_status(&key.namespace, &key.name, &updated)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.reason == Reason::NotFound => return Ok(Action::await_change()),
+        Err(e) => return Err(e),
+    }
+    if let Some(recorder) = &ctx.shared.recorder {
+        recorder.record(
+            object_reference(pod.as_ref()),
+            EventType::Warning,
+            "FailedScheduling",
+            "Scheduling",
+            message,
+        );
+    }
+    Ok(Action::await_change())
+}
