@@ -37,21 +37,21 @@ pub struct StoreBenchArgs {
 
 /// The outcome of one round.
 #[derive(Clone, Debug)]
-struct Round {
-    ops: u64,
-    elapsed: Duration,
-    p50: Duration,
-    p99: Duration,
-    errors: u64,
+pub(crate) struct Round {
+    pub(crate) ops: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) errors: u64,
 }
 
 impl Round {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -60,7 +60,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// One write; the target decides what it is.
-trait Target: Send + Sync + 'static {
+pub(crate) trait Target: Send + Sync + 'static {
     fn write(
         &self,
         worker: usize,
@@ -69,7 +69,7 @@ trait Target: Send + Sync + 'static {
 }
 
 /// Runs `clients` closed-loop workers for `seconds`, or, with `rate`, an open-loop schedule.
-async fn round<T: Target>(
+pub(crate) async fn round<T: Target>(
     target: Arc<T>,
     clients: usize,
     seconds: u64,
@@ -125,10 +125,10 @@ async fn round<T: Target>(
     }
 }
 
-struct GatewayTarget {
-    client: Client,
-    value: String,
-    run: String,
+pub(crate) struct GatewayTarget {
+    pub(crate) client: Client,
+    pub(crate) value: String,
+    pub(crate) run: String,
 }
 
 impl Target for GatewayTarget {

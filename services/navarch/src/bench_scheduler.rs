@@ -286,11 +286,7 @@ async fn start_scheduler(
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = navarch_scheduler::run(client, config, token).await {
-            tracing::error!(error = %e, "scheduler failed");
-        }
-    });
+    let task = tokio::spawn(navarch_scheduler::run(client, config, token));
     Ok(SchedulerTask { stop, task })
 }
 

@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_facade;
 mod bench_scheduler;
 mod cluster;
 mod scheduler;
@@ -55,6 +56,8 @@ enum BenchCommand {
     Store(bench::StoreBenchArgs),
     /// Pods/s from creation to persisted binding, and scheduling latency, on simulated nodes.
     Scheduler(bench_scheduler::SchedulerBenchArgs),
+    /// The REST facade against gRPC: listing 10,000 pods (JSON and Table) and 1 KiB creates.
+    Facade(bench_facade::FacadeBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +77,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 what: BenchCommand::Scheduler(args),
             } => bench_scheduler::run(args).await,
+            Command::Bench {
+                what: BenchCommand::Facade(args),
+            } => bench_facade::run(args).await,
         }
     })
 }

@@ -26,11 +26,7 @@ pub async fn start(grpc: &str, ca_pem: &str, token: &str) -> anyhow::Result<Runn
     let config = navarch_scheduler::SchedulerConfig::new(identity());
     let stop = CancellationToken::new();
     let token = stop.clone();
-    let task = tokio::spawn(async move {
-        if let Err(e) = navarch_scheduler::run(client, config, token).await {
-            tracing::error!(error = %e, "the scheduler stopped");
-        }
-    });
+    let task = tokio::spawn(navarch_scheduler::run(client, config, token));
     Ok(RunningScheduler { stop, task })
 }
 

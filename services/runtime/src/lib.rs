@@ -19,7 +19,7 @@
 //! # async fn demo(client: navarch_gateway::Client) {
 //! struct Ctx { replicasets: Arc<navarch_runtime::Informer<ReplicaSet>> }
 //! async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, navarch_api::ApiError> {
-//!     let Some(rs) = ctx.replicasets.cache().get(&key) else { return Ok(Action::await_change()) };
+//!     let Some(_rs) = ctx.replicasets.cache().get(&key) else { return Ok(Action::await_change()) };
 //!     // … compare desired with observed, act through the client …
 //!     Ok(Action::await_change())
 //! }

@@ -18,5 +18,5 @@ pub mod scheduler;
 pub mod snapshot;
 
 pub use framework::{Decision, FitError, Registry, schedule};
-pub use scheduler::{SchedulerConfig, SchedulerError, run};
+pub use scheduler::{SchedulerConfig, run};
 pub use snapshot::Snapshot;

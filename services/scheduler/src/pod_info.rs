@@ -227,6 +227,8 @@ pub struct PodInfo {
     /// `spec.nodeName` when bound.
     pub node_name: Option<String>,
     pub terminating: bool,
+    /// `spec.schedulingGates` is not empty: not to be scheduled yet.
+    pub gated: bool,
     pub requests: Resources,
     /// (millicores, bytes) with per-container defaults, for scoring.
     pub non_zero: (i64, i64),
@@ -363,6 +365,7 @@ impl PodInfo {
                 .unwrap_or_else(|| "default-scheduler".into()),
             node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
             terminating: meta.deletion_timestamp.is_some(),
+            gated: !spec.scheduling_gates.is_empty(),
             requests: pod_requests(&spec),
             non_zero: pod_non_zero_requests(&spec),
             node_selector: spec.node_selector.clone(),

@@ -72,41 +72,55 @@ impl SchedulerConfig {
     }
 }
 
-/// Why the scheduler stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum SchedulerError {
-    #[error("the scheduler's informers did not sync: {0}")]
-    NotSynced(#[from] navarch_runtime::factory::SyncTimeout),
-}
+/// How long to wait before trying again after the caches failed to sync.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// Runs the scheduler until `shutdown` is cancelled. With leader election, it schedules only
 /// while it holds the Lease; on losing it, it stops everything (informers, in-flight bindings)
-/// and campaigns again with fresh state.
-pub async fn run(
-    client: Client,
-    config: SchedulerConfig,
-    shutdown: CancellationToken,
-) -> Result<(), SchedulerError> {
-    let Some(election) = config.leader_election.clone() else {
-        return run_leading(client, config, shutdown).await;
-    };
-    let elector = LeaderElector::new(client.clone(), election);
-    loop {
-        let leadership = tokio::select! {
-            l = elector.acquire() => l,
-            _ = shutdown.cancelled() => return Ok(()),
+/// and campaigns again with fresh state. If its caches cannot sync, it steps down (releasing
+/// the Lease) and tries again.
+pub async fn run(client: Client, config: SchedulerConfig, shutdown: CancellationToken) {
+    let elector = config
+        .leader_election
+        .clone()
+        .map(|election| LeaderElector::new(client.clone(), election));
+    while !shutdown.is_cancelled() {
+        let leadership = match &elector {
+            None => None,
+            Some(elector) => tokio::select! {
+                l = elector.acquire() => Some(l),
+                _ = shutdown.cancelled() => return,
+            },
         };
         tracing::info!(identity = %config.identity, "scheduler is leading");
         let term = shutdown.child_token();
+        let lost = async {
+            match &leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             r = run_leading(client.clone(), config.clone(), term.clone()) => Some(r),
-            _ = leadership.lost() => None,
+            _ = lost => None,
         };
         term.cancel();
         match outcome {
-            Some(result) => {
-                leadership.release().await;
-                return result;
+            Some(Ok(())) => {
+                if let Some(l) = leadership {
+                    l.release().await;
+                }
+                return;
+            }
+            Some(Err(e)) => {
+                tracing::error!(identity = %config.identity, error = %e, "scheduler stopped; retrying");
+                if let Some(l) = leadership {
+                    l.release().await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
+                    _ = shutdown.cancelled() => return,
+                }
             }
             None => tracing::warn!(
                 identity = %config.identity,
@@ -251,7 +265,8 @@ impl Shared {
             return;
         }
         let mut st = self.state();
-        if info.terminating {
+        // Terminating pods are not placed; gated pods wait until their gates are removed.
+        if info.terminating || info.gated {
             st.queue.remove(&info.key);
             return;
         }
@@ -298,7 +313,7 @@ async fn run_leading(
     client: Client,
     config: SchedulerConfig,
     stop: CancellationToken,
-) -> Result<(), SchedulerError> {
+) -> Result<(), navarch_runtime::factory::SyncTimeout> {
     let factory = InformerFactory::new(client.clone());
     let pods: Arc<Informer<Pod>> =
         factory.scoped(Scope::all().fields("status.phase!=Succeeded,status.phase!=Failed"));

@@ -102,9 +102,7 @@ fn start(client: &Client, config: SchedulerConfig) -> Running {
     let token = CancellationToken::new();
     let client = client.clone();
     let stop = token.clone();
-    let task = tokio::spawn(async move {
-        navarch_scheduler::run(client, config, stop).await.unwrap();
-    });
+    let task = tokio::spawn(navarch_scheduler::run(client, config, stop));
     Running { token, task }
 }
 
@@ -469,5 +467,33 @@ async fn a_standby_scheduler_takes_over_when_the_leader_dies() {
     assert_ne!(spec.holder_identity.as_deref(), Some(leader.as_str()));
     assert_eq!(spec.lease_transitions, Some(1));
     standby.stop().await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn gated_pods_wait_for_their_gates() {
+    let cluster = Cluster::start().await;
+    let c = cluster.client().await;
+    t(c.create("", &node("n1", "4", "110"))).await.unwrap();
+    let scheduler = start(&c, config("s1"));
+    let mut gated = pod("gated", "100m");
+    gated.spec.as_mut().unwrap().scheduling_gates =
+        vec![navarch_api::core::v1::PodSchedulingGate {
+            name: Some("example.com/wait".into()),
+        }];
+    t(c.create("default", &gated)).await.unwrap();
+    t(c.create("default", &pod("free", "100m"))).await.unwrap();
+    let list = until_pods(&c, "the ungated pod bound", |l| bound(l) == 1).await;
+    let gated = list
+        .iter()
+        .find(|p| p.metadata.as_ref().unwrap().name.as_deref() == Some("gated"))
+        .unwrap();
+    assert_eq!(node_of(gated), None);
+    // Removing the gate lets it be scheduled.
+    let mut ungated = gated.clone();
+    ungated.spec.as_mut().unwrap().scheduling_gates.clear();
+    t(c.update("default", "gated", &ungated)).await.unwrap();
+    until_pods(&c, "the gated pod bound", |l| bound(l) == 2).await;
+    scheduler.stop().await;
     cluster.stop().await;
 }
