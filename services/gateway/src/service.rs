@@ -137,6 +137,11 @@ impl GatewayService {
     }
 }
 
+/// The plural resource a request names, for metrics and logs.
+fn resource_name(resource: Option<&pb::Resource>) -> String {
+    resource.map(|r| r.resource.clone()).unwrap_or_default()
+}
+
 /// The kind and subresource a request names.
 fn resolve(resource: Option<&pb::Resource>) -> Result<(&'static KindInfo, String), ApiError> {
     let r = resource.ok_or_else(|| ApiError::bad_request("resource is required"))?;
@@ -238,11 +243,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, sub) = resolve(r.resource.as_ref())?;
@@ -280,11 +281,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
@@ -328,11 +325,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let setup = async {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
@@ -391,11 +384,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, sub) = resolve(r.resource.as_ref())?;
@@ -490,11 +479,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, None).await;
         self.finish("update", &resource, start, result)
     }
@@ -506,11 +491,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, Some("status")).await;
         self.finish("update", &resource, start, result)
     }
@@ -522,11 +503,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, sub) = resolve(r.resource.as_ref())?;
@@ -612,11 +589,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = Self::user(&req);
         let r = req.into_inner();
-        let resource = r
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
@@ -642,11 +615,7 @@ impl Gateway for GatewayService {
         let user = Self::user(&req);
         let r = req.into_inner();
         let list = r.list.unwrap_or_default();
-        let resource = list
-            .resource
-            .as_ref()
-            .map(|x| x.resource.clone())
-            .unwrap_or_default();
+        let resource = resource_name(list.resource.as_ref());
         let result = async {
             let user = user?;
             let (kind, _) = resolve(list.resource.as_ref())?;
