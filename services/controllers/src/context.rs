@@ -66,16 +66,10 @@ impl Shared {
     }
 }
 
-/// One control loop as the supervisor sees it: something to run until it stops or crashes,
-/// and to stop.
-pub trait ControlLoop: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
-    /// Runs until [`ControlLoop::shutdown`] (`Ok`) or until a reconcile panics (`Err`, with
-    /// the panic message). Can be called again after a crash: pending keys are kept.
-    fn run(self: Arc<Self>) -> BoxFuture<'static, Result<(), String>>;
-    /// Stops the loop for good (its queue drains and [`ControlLoop::run`] returns).
-    fn shutdown(&self);
-}
+/// One control loop as the supervisor sees it: something to run until it stops or crashes
+/// (`run` returns `Err` with the panic message when a reconcile panics; pending keys are kept
+/// for the next run), and to stop.
+pub use navarch_runtime::Supervised as ControlLoop;
 
 type ReconcileFn<K, C> = fn(K, Arc<C>) -> BoxFuture<'static, Result<Action, ApiError>>;
 

@@ -1,14 +1,7 @@
-//! The scheduler as `navarch up` / `navarch server` run it: in-process, leader-elected, talking
-//! to the gateway over TLS like any other client.
+//! The scheduler as `navarch up` / `navarch server` run it: in-process, leader-elected, a
+//! supervised actor, talking to the gateway over TLS like any other client.
 
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-/// A scheduler running in the background.
-pub struct RunningScheduler {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
+pub use navarch_scheduler::RunningScheduler;
 
 /// A unique identity for this process: host name plus a random suffix.
 pub fn identity() -> String {
@@ -20,20 +13,9 @@ pub fn identity() -> String {
 }
 
 /// Connects to the gateway at `grpc` (verified against `ca_pem`) with `token` and starts the
-/// scheduler. The admin token stands in until the scheduler gets an identity of its own.
+/// scheduler under its supervisor.
 pub async fn start(grpc: &str, ca_pem: &str, token: &str) -> anyhow::Result<RunningScheduler> {
     let client = navarch_gateway::Client::connect(grpc, ca_pem, token).await?;
     let config = navarch_scheduler::SchedulerConfig::new(identity());
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let task = tokio::spawn(navarch_scheduler::run(client, config, token));
-    Ok(RunningScheduler { stop, task })
-}
-
-impl RunningScheduler {
-    /// Stops scheduling and gives up the Lease.
-    pub async fn shutdown(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
-    }
+    Ok(navarch_scheduler::start(client, config).await)
 }

@@ -8,7 +8,9 @@
 //!   metrics;
 //! - [`expectations`]: pending creations/deletions per owner (`ControllerExpectations`);
 //! - [`leader_election`]: one active instance through a `coordination.k8s.io/v1` Lease;
-//! - [`events`]: core/v1 Events written in the background.
+//! - [`events`]: core/v1 Events written in the background;
+//! - [`supervisor`]: the actix supervisor tree that restarts crashed loops (controllers,
+//!   scheduler).
 //!
 //! A typical control loop:
 //!
@@ -47,6 +49,7 @@ pub mod informer;
 pub mod leader_election;
 pub mod object;
 pub mod queue;
+pub mod supervisor;
 
 pub use backoff::{Backoff, RateLimiter};
 pub use cache::Cache;
@@ -58,3 +61,4 @@ pub use informer::{Event, Informer, InformerConfig, ListWatch, Scope};
 pub use leader_election::{LeaderElectionConfig, LeaderElector, Leadership, Leading};
 pub use object::{KubeObject, ObjectKey};
 pub use queue::WorkQueue;
+pub use supervisor::{Supervised, Supervisor, SupervisorConfig, SupervisorHandle};

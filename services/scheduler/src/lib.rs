@@ -5,7 +5,8 @@
 //!   filter plugins, then weighted score plugins (one module each under [`plugins`]);
 //! - [`queue`]: the scheduling queue (priority order, back-off, waiting for cluster changes);
 //! - [`scheduler`]: informers, the scheduling loop with its assumed-pod cache, bindings,
-//!   Unschedulable conditions and events, leader election.
+//!   Unschedulable conditions and events, leader election;
+//! - [`supervised`]: the scheduler as a supervised actor ([`start`]), as `navarch` runs it.
 
 pub mod framework;
 pub mod metrics;
@@ -16,7 +17,9 @@ pub mod queue;
 pub mod resources;
 pub mod scheduler;
 pub mod snapshot;
+pub mod supervised;
 
 pub use framework::{Decision, FitError, Registry, schedule};
-pub use scheduler::{SchedulerConfig, run};
+pub use scheduler::{Faults, SchedulerConfig, run};
 pub use snapshot::Snapshot;
+pub use supervised::{RunningScheduler, start};

@@ -48,6 +48,33 @@ pub struct SchedulerConfig {
     pub record_events: bool,
     /// Back-off of a pod after a failed attempt: initial and maximum.
     pub backoff: (Duration, Duration),
+    /// Fault injection for tests (panics in the scheduling loop).
+    pub faults: Arc<Faults>,
+}
+
+/// Fault injection for tests: the next `n` scheduling attempts panic, to prove that the
+/// supervisor restarts the scheduler without losing or double-binding pods.
+#[derive(Debug, Default)]
+pub struct Faults {
+    panics: std::sync::atomic::AtomicU32,
+}
+
+impl Faults {
+    pub fn panic_next(&self, n: u32) {
+        self.panics.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check(&self) {
+        use std::sync::atomic::Ordering;
+        if self.panics.load(Ordering::Relaxed) > 0
+            && self
+                .panics
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            panic!("injected fault: a scheduling attempt panics");
+        }
+    }
 }
 
 impl SchedulerConfig {
@@ -68,6 +95,7 @@ impl SchedulerConfig {
             percentage_of_nodes_to_score: None,
             record_events: true,
             backoff: (Duration::from_secs(1), Duration::from_secs(10)),
+            faults: Arc::default(),
         }
     }
 }
@@ -431,6 +459,7 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
                     queue.remove(key);
                     continue;
                 }
+                shared.config.faults.check();
                 let started = std::time::Instant::now();
                 let result = framework::schedule(&p.info, snapshot, &shared.registry, cursor, pct);
                 let took = started.elapsed().as_secs_f64();

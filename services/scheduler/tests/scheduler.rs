@@ -497,3 +497,35 @@ async fn gated_pods_wait_for_their_gates() {
     scheduler.stop().await;
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_panicking_scheduler_is_restarted_by_its_supervisor_and_binds_every_pod_once() {
+    let cluster = Cluster::start().await;
+    let c = cluster.client().await;
+    for i in 0..2 {
+        t(c.create("", &node(&format!("n{i}"), "64", "20")))
+            .await
+            .unwrap();
+    }
+    for i in 0..40 {
+        t(c.create("default", &pod(&format!("p{i}"), "10m")))
+            .await
+            .unwrap();
+    }
+    // Leader election on: the restarted loop must win its own Lease back.
+    let config = SchedulerConfig {
+        backoff: (Duration::from_millis(100), Duration::from_millis(500)),
+        batch: 4,
+        ..SchedulerConfig::new("supervised")
+    };
+    let faults = config.faults.clone();
+    faults.panic_next(3);
+    let running = navarch_scheduler::start(c.clone(), config).await;
+    let list = until_pods(&c, "all bound", |l| bound(l) == 40).await;
+    let per_node = placement(&list);
+    assert!(per_node.values().all(|n| *n == 20), "{per_node:?}");
+    assert_eq!(running.restarts(), 3);
+    assert!(running.is_running());
+    t(running.shutdown()).await;
+    cluster.stop().await;
+}
