@@ -109,6 +109,7 @@ impl Default for Registry {
                 (Box::new(taint_toleration::TaintToleration), 3),
                 (Box::new(node_affinity::NodeAffinity), 2),
                 (Box::new(pod_topology_spread::PodTopologySpread), 2),
+                (Box::new(inter_pod_affinity_score::InterPodAffinityScore), 2),
                 (Box::new(resources_fit::NodeResourcesFit), 1),
                 (Box::new(balanced_allocation::BalancedAllocation), 1),
             ],

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use navarch_api::core::v1::{Pod, PodAffinityTerm};
+use navarch_api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use navarch_api::selectors::{LabelSelector, Operator, Requirement};
 use navarch_runtime::ObjectKey;
 
@@ -242,6 +242,9 @@ pub struct PodInfo {
     pub owner: Option<String>,
     pub required_affinity: Vec<AffinityTerm>,
     pub required_anti_affinity: Vec<AffinityTerm>,
+    /// Preferred pod affinity / anti-affinity terms with their weights (1–100).
+    pub preferred_affinity: Vec<(i64, AffinityTerm)>,
+    pub preferred_anti_affinity: Vec<(i64, AffinityTerm)>,
     pub spread: Vec<SpreadConstraint>,
     pub creation: String,
     pub pod: Arc<Pod>,
@@ -257,6 +260,15 @@ fn effect(e: Option<&str>) -> Option<TaintEffect> {
 }
 
 impl PodInfo {
+    /// Whether the pod has terms that the InterPodAffinity score must look at when *other*
+    /// pods are scored (Kubernetes' symmetry: existing pods' preferred terms and required
+    /// affinity terms count for an incoming pod they match).
+    pub fn has_scoring_affinity(&self) -> bool {
+        !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+            || !self.required_affinity.is_empty()
+    }
+
     /// Parses `pod`; `priority` is its resolved priority (`spec.priority`, or its class's).
     pub fn new(pod: Arc<Pod>, priority: i32) -> Self {
         let meta = pod.metadata.clone().unwrap_or_default();
@@ -336,6 +348,29 @@ impl PodInfo {
                 .and_then(|a| a.pod_anti_affinity.as_ref())
                 .map(|p| &p.required_during_scheduling_ignored_during_execution),
         );
+        let weighted = |list: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<(i64, AffinityTerm)> {
+            list.map(|l| {
+                l.iter()
+                    .filter(|w| w.weight.unwrap_or(0) != 0)
+                    .filter_map(|w| {
+                        let term =
+                            AffinityTerm::new(&namespace, w.pod_affinity_term.as_ref()?, &labels)?;
+                        Some((i64::from(w.weight.unwrap_or(0)), term))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+        let preferred_affinity = weighted(
+            affinity
+                .and_then(|a| a.pod_affinity.as_ref())
+                .map(|p| &p.preferred_during_scheduling_ignored_during_execution),
+        );
+        let preferred_anti_affinity = weighted(
+            affinity
+                .and_then(|a| a.pod_anti_affinity.as_ref())
+                .map(|p| &p.preferred_during_scheduling_ignored_during_execution),
+        );
         let spread = spec
             .topology_spread_constraints
             .iter()
@@ -376,6 +411,8 @@ impl PodInfo {
             owner,
             required_affinity,
             required_anti_affinity,
+            preferred_affinity,
+            preferred_anti_affinity,
             spread,
             creation: meta.creation_timestamp.clone().unwrap_or_default(),
             labels,

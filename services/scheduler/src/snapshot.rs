@@ -82,6 +82,8 @@ pub struct Snapshot {
     owners: IdMap<OwnerCounts>,
     by_namespace: HashMap<String, HashMap<ObjectKey, Arc<PodInfo>>>,
     anti_affinity: HashMap<ObjectKey, Arc<PodInfo>>,
+    /// Placed pods with preferred (anti-)affinity or required affinity terms.
+    scoring_affinity: HashMap<ObjectKey, Arc<PodInfo>>,
 }
 
 impl Snapshot {
@@ -244,6 +246,9 @@ impl Snapshot {
         if !info.required_anti_affinity.is_empty() {
             self.anti_affinity.insert(key.clone(), info.clone());
         }
+        if info.has_scoring_affinity() {
+            self.scoring_affinity.insert(key.clone(), info.clone());
+        }
         match self.index.get(node) {
             Some(&i) => self.attach(info.clone(), i),
             None => self
@@ -272,6 +277,7 @@ impl Snapshot {
             }
         }
         self.anti_affinity.remove(key);
+        self.scoring_affinity.remove(key);
         match self.index.get(&placed.node) {
             Some(&i) => {
                 if self.nodes[i].remove_pod(key) {
@@ -344,6 +350,11 @@ impl Snapshot {
     /// Placed pods with required pod anti-affinity.
     pub fn anti_affinity_pods(&self) -> impl Iterator<Item = &Arc<PodInfo>> {
         self.anti_affinity.values()
+    }
+
+    /// Placed pods with preferred (anti-)affinity or required affinity terms.
+    pub fn scoring_affinity_pods(&self) -> impl Iterator<Item = &Arc<PodInfo>> {
+        self.scoring_affinity.values()
     }
 
     /// The node a placed pod is on, if the snapshot has it.

@@ -3,6 +3,7 @@
 
 pub mod balanced_allocation;
 pub mod inter_pod_affinity;
+pub mod inter_pod_affinity_score;
 pub mod node_affinity;
 pub mod node_ports;
 pub mod node_ready;
