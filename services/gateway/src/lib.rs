@@ -7,6 +7,7 @@
 //! component uses.
 
 pub mod admission;
+pub mod allocator;
 pub mod auth;
 pub mod client;
 pub mod filter;
@@ -104,9 +105,23 @@ impl RunningGateway {
 /// Starts the gateway: watch cache, system namespaces, gRPC server (gateway, health,
 /// reflection) on `config.listen` (port 0 picks one; see [`RunningGateway::addr`]).
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
+    start_with_network(config, allocator::ServiceNetwork::default()).await
+}
+
+/// [`start`], giving Services ClusterIPs and node ports from `network`
+/// (`--service-cidr`, `--service-node-port-range`).
+pub async fn start_with_network(
+    config: GatewayConfig,
+    network: allocator::ServiceNetwork,
+) -> Result<RunningGateway, GatewayError> {
     let cache = watch_cache::WatchCache::start(config.store.clone(), WATCH_CACHE_CAPACITY).await?;
-    let registry = Arc::new(Registry::new(config.store.clone(), cache));
+    let registry = Arc::new(Registry::with_service_network(
+        config.store.clone(),
+        cache,
+        network,
+    ));
     registry.ensure_system_namespaces().await?;
+    registry.repair_service_allocations().await?;
 
     let service = service::GatewayService::new(registry.clone(), config.authorizer.clone());
     let chain = config.authenticator.clone();

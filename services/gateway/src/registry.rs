@@ -2,6 +2,7 @@
 //! admit → persist, with the object semantics Kubernetes users rely on (server-set metadata,
 //! generation, status as a subresource, optimistic concurrency, graceful deletion).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use prost_reflect::Value;
 use rand::Rng;
 
 use crate::admission;
+use crate::allocator::{Plan, Resource, ServiceAllocator, ServiceNetwork};
 use crate::filter::Filter;
 use crate::watch_cache::WatchCache;
 
@@ -80,6 +82,7 @@ pub struct DeleteOptions {
 pub struct Registry {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
+    services: ServiceAllocator,
 }
 
 /// `/registry/<group>/<plural>/<namespace>/<name>` (no namespace segment when cluster-scoped).
@@ -161,7 +164,33 @@ fn decode_continue(token: &str) -> Result<(Revision, String), ApiError> {
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>) -> Self {
-        Self { store, cache }
+        Self::with_service_network(store, cache, ServiceNetwork::default())
+    }
+
+    /// A registry that gives Services addresses from `network`.
+    pub fn with_service_network(
+        store: Arc<dyn Store>,
+        cache: Arc<WatchCache>,
+        network: ServiceNetwork,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            services: ServiceAllocator::new(network),
+        }
+    }
+
+    /// The Service address allocator.
+    pub fn service_allocator(&self) -> &ServiceAllocator {
+        &self.services
+    }
+
+    /// Records the allocations of Services that have none (see [`ServiceAllocator::repair`]).
+    pub async fn repair_service_allocations(&self) -> Result<(), ApiError> {
+        let kind = kinds::of::<navarch_api::core::v1::Service>()
+            .ok_or_else(|| ApiError::internal("Service is not a served kind"))?;
+        let services = self.list(kind, "", &ListOptions::default()).await?;
+        self.services.repair(&self.store, &services.items).await
     }
 
     pub fn cache(&self) -> &Arc<WatchCache> {
@@ -329,35 +358,70 @@ impl Registry {
         if !opts.field_manager.is_empty() {
             record_manager(&mut obj, None, &opts.field_manager, &now);
         }
-        for attempt in 0..8 {
+        let unallocated = obj.clone();
+        let mut taken = HashSet::new();
+        let mut attempt = 0;
+        loop {
             if generate {
                 let prefix = meta.generate_name.clone().unwrap_or_default();
                 obj.update_meta(|m| m.name = Some(format!("{prefix}{}", random_suffix())));
             }
             let name = obj.name();
             let key = object_key(kind, namespace, &name);
+            let plan = if kind.kind == "Service" && !opts.dry_run {
+                let mut fresh = unallocated.clone();
+                fresh.update_meta(|m| m.name = Some(name.clone()));
+                let plan = self
+                    .services
+                    .plan(&self.store, &mut fresh, None, &taken)
+                    .await?;
+                obj = fresh;
+                plan
+            } else {
+                Plan::default()
+            };
             if opts.dry_run {
                 return Ok(obj);
             }
             let value = to_stored(&obj);
-            match self
-                .store
-                .txn(Txn::new().when(&key, Compare::Absent).put(&key, value))
-                .await
-                .map_err(store_error)?
-            {
+            let txn = plan.apply_to(
+                Txn::new().when(&key, Compare::Absent).put(&key, value),
+                &ServiceAllocator::owner_record(&obj),
+            );
+            let outcome = self.store.txn(txn).await.map_err(store_error)?;
+            match outcome {
                 TxnOutcome::Committed { revision, .. } => {
                     obj.set_resource_version(Some(revision));
                     tracing::debug!(kind = kind.kind, namespace, name, revision, "created");
                     return Ok(obj);
                 }
-                TxnOutcome::Failed { .. } if generate && attempt < 7 => continue,
+                TxnOutcome::Failed { ref current }
+                    if current.first().is_some_and(Option::is_none) =>
+                {
+                    // The name was free: an address this create wanted was taken meanwhile.
+                    let Some(claim) = plan.taken(&outcome, 1) else {
+                        return Err(ApiError::internal("service allocation failed"));
+                    };
+                    if claim.requested_at.is_some() {
+                        return Err(ServiceAllocator::already_allocated(&obj, claim));
+                    }
+                    taken.insert(claim.resource);
+                    attempt += 1;
+                    if attempt >= 64 {
+                        return Err(ApiError::internal(
+                            "could not allocate a service address: too much contention",
+                        ));
+                    }
+                }
+                TxnOutcome::Failed { .. } if generate && attempt < 7 => attempt += 1,
+                TxnOutcome::Failed { .. } if generate => {
+                    return Err(ApiError::internal("could not generate a unique name"));
+                }
                 TxnOutcome::Failed { .. } => {
                     return Err(ApiError::already_exists(&kind.group_resource(), &name));
                 }
             }
         }
-        Err(ApiError::internal("could not generate a unique name"))
     }
 
     /// Replace an object (spec and metadata; status is kept for kinds with a status
@@ -444,16 +508,62 @@ impl Registry {
         let key = object_key(kind, namespace, name);
         let meta = merged.meta();
         let finalized = meta.deletion_timestamp.is_some() && meta.finalizers.is_empty();
-        let txn = if finalized {
-            Txn::new()
-                .when(&key, Compare::ModRevision(kv.mod_revision))
-                .delete(&key)
-        } else {
-            Txn::new()
-                .when(&key, Compare::ModRevision(kv.mod_revision))
-                .put(&key, to_stored(&merged))
+        let is_service = kind.kind == "Service";
+        let mut taken = HashSet::new();
+        let unallocated = merged.clone();
+        let (merged, outcome, plan) = loop {
+            let mut merged = unallocated.clone();
+            let plan = match (is_service, finalized) {
+                (true, true) => released(&current)?,
+                (true, false) => {
+                    self.services
+                        .plan(&self.store, &mut merged, Some(&current), &taken)
+                        .await?
+                }
+                (false, _) => Plan::default(),
+            };
+            let txn = if finalized {
+                Txn::new()
+                    .when(&key, Compare::ModRevision(kv.mod_revision))
+                    .delete(&key)
+            } else {
+                Txn::new()
+                    .when(&key, Compare::ModRevision(kv.mod_revision))
+                    .put(&key, to_stored(&merged))
+            };
+            let txn = plan.apply_to(txn, &ServiceAllocator::owner_record(&merged));
+            let outcome = self.store.txn(txn).await.map_err(store_error)?;
+            if let TxnOutcome::Failed { current: now } = &outcome
+                && now
+                    .first()
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.mod_revision == kv.mod_revision)
+                && let Some(claim) = plan.taken(&outcome, 1)
+            {
+                if claim.requested_at.is_some() {
+                    return Err(ServiceAllocator::already_allocated(&merged, claim));
+                }
+                if taken.len() >= 64 {
+                    return Err(ApiError::internal(
+                        "could not allocate a service address: too much contention",
+                    ));
+                }
+                taken.insert(claim.resource);
+                continue;
+            }
+            break (merged, outcome, plan);
         };
-        match self.store.txn(txn).await.map_err(store_error)? {
+        let mut merged = merged;
+        if !plan.claims.is_empty() || !plan.releases.is_empty() {
+            tracing::debug!(
+                namespace,
+                name,
+                claims = plan.claims.len(),
+                releases = plan.releases.len(),
+                "service allocations changed"
+            );
+        }
+        match outcome {
             TxnOutcome::Committed { revision, .. } => {
                 merged.set_resource_version(Some(revision));
                 tracing::debug!(
@@ -704,9 +814,12 @@ impl Registry {
                     if opts.dry_run {
                         return Ok(current);
                     }
-                    let txn = Txn::new()
+                    let mut txn = Txn::new()
                         .when(&key, Compare::ModRevision(kv.mod_revision))
                         .delete(&key);
+                    if kind.kind == "Service" {
+                        txn = released(&current)?.apply_to(txn, &[]);
+                    }
                     let outcome = self.store.txn(txn).await.map_err(store_error)?;
                     if let TxnOutcome::Committed { revision, .. } = outcome {
                         let mut gone = current;
@@ -922,6 +1035,20 @@ fn generate_job_selector(obj: &mut Object) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The plan of a Service's deletion: release everything it holds.
+fn released(service: &Object) -> Result<Plan, ApiError> {
+    let spec = service
+        .to_typed::<navarch_api::core::v1::Service>()?
+        .spec
+        .unwrap_or_default();
+    Ok(Plan {
+        claims: Vec::new(),
+        releases: crate::allocator::held(&spec)
+            .into_iter()
+            .collect::<Vec<Resource>>(),
+    })
+}
+
 /// Service fields the cluster allocated (IPs, node ports) survive an update that omits them,
 /// as Kubernetes' service registry keeps them.
 fn keep_service_allocations(current: &Object, merged: &mut Object) {
@@ -950,8 +1077,19 @@ fn keep_service_allocations(current: &Object, merged: &mut Object) {
             new_spec.insert(field.into(), v.clone());
         }
     }
-    if let (Some(serde_json::Value::Array(cur_ports)), Some(serde_json::Value::Array(ports))) =
-        (cur_spec.get("ports"), new_spec.get_mut("ports"))
+    // Node ports are kept only while both the old and the new type use them
+    // (`patchAllocatedValues`); moving to ClusterIP drops them.
+    let node_port_type = |t: Option<&serde_json::Value>| {
+        matches!(
+            t.and_then(serde_json::Value::as_str),
+            Some("NodePort" | "LoadBalancer")
+        )
+    };
+    let keep_node_ports = node_port_type(cur_spec.get("type"))
+        && node_port_type(new_spec.get("type").or(cur_spec.get("type")));
+    if keep_node_ports
+        && let (Some(serde_json::Value::Array(cur_ports)), Some(serde_json::Value::Array(ports))) =
+            (cur_spec.get("ports"), new_spec.get_mut("ports"))
     {
         for p in ports.iter_mut() {
             if p.get("nodePort").is_none()
