@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod node_info;
 pub mod plugins;
 pub mod pod_info;
+pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;

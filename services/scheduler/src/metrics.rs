@@ -17,6 +17,10 @@ pub struct SchedulerMetrics {
     e2e: Histogram<f64>,
     /// `navarch_scheduler_pending_pods{queue}`: active, backoff, unschedulable, in_flight.
     pending: Gauge<u64>,
+    /// `navarch_scheduler_preemption_attempts_total`: preemptions carried out.
+    preemptions: Counter<u64>,
+    /// `navarch_scheduler_preemption_victims_total`: pods evicted by them.
+    victims: Counter<u64>,
 }
 
 impl SchedulerMetrics {
@@ -48,6 +52,16 @@ impl SchedulerMetrics {
                 .with_unit("{pod}")
                 .with_description("Pods waiting in the scheduling queue, by sub-queue")
                 .build(),
+            preemptions: meter
+                .u64_counter("navarch.scheduler.preemption.attempts")
+                .with_unit("{attempt}")
+                .with_description("Preemptions carried out for pods that fit nowhere")
+                .build(),
+            victims: meter
+                .u64_counter("navarch.scheduler.preemption.victims")
+                .with_unit("{pod}")
+                .with_description("Lower-priority pods evicted by preemptions")
+                .build(),
         }
     }
 
@@ -55,6 +69,11 @@ impl SchedulerMetrics {
         let attrs = [KeyValue::new("result", result)];
         self.attempts.add(1, &attrs);
         self.algorithm.record(algorithm_seconds, &attrs);
+    }
+
+    pub fn preemption(&self, victims: usize) {
+        self.preemptions.add(1, &[]);
+        self.victims.add(victims as u64, &[]);
     }
 
     pub fn bound(&self, binding_seconds: f64, e2e_seconds: f64) {

@@ -227,6 +227,10 @@ pub struct PodInfo {
     /// `spec.nodeName` when bound.
     pub node_name: Option<String>,
     pub terminating: bool,
+    /// `spec.preemptionPolicy: Never`: waits for room instead of evicting others.
+    pub preemption_never: bool,
+    /// `status.nominatedNodeName`: where it preempted pods and waits for them to go.
+    pub nominated_node: Option<String>,
     /// `spec.schedulingGates` is not empty: not to be scheduled yet.
     pub gated: bool,
     pub requests: Resources,
@@ -400,6 +404,12 @@ impl PodInfo {
                 .unwrap_or_else(|| "default-scheduler".into()),
             node_name: spec.node_name.clone().filter(|n| !n.is_empty()),
             terminating: meta.deletion_timestamp.is_some(),
+            preemption_never: spec.preemption_policy.as_deref() == Some("Never"),
+            nominated_node: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.clone())
+                .filter(|n| !n.is_empty()),
             gated: !spec.scheduling_gates.is_empty(),
             requests: pod_requests(&spec),
             non_zero: pod_non_zero_requests(&spec),

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::framework::{self, Cursor, Registry};
 use crate::metrics::SchedulerMetrics;
 use crate::pod_info::PodInfo;
+use crate::preemption;
 use crate::queue::{Popped, SchedulingQueue};
 use crate::snapshot::Snapshot;
 
@@ -168,6 +169,8 @@ struct Shared {
     priorities: Mutex<Priorities>,
     /// Why each pending pod last failed, for the status writer.
     failures: Mutex<HashMap<ObjectKey, String>>,
+    /// Pods that preempted, and their victims: no second preemption while a victim remains.
+    preempting: Mutex<HashMap<ObjectKey, Vec<ObjectKey>>>,
     status_queue: WorkQueue<ObjectKey>,
     recorder: Option<EventRecorder>,
     metrics: SchedulerMetrics,
@@ -365,6 +368,7 @@ async fn run_leading(
         wake: Notify::new(),
         priorities: Mutex::default(),
         failures: Mutex::default(),
+        preempting: Mutex::default(),
         status_queue: WorkQueue::new("scheduler-status"),
         recorder,
         metrics: SchedulerMetrics::new(),
@@ -445,6 +449,7 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
         }
         let mut placed = Vec::with_capacity(batch.len());
         let mut failed = Vec::new();
+        let mut preemptions = Vec::new();
         {
             let mut st = shared.state();
             let State {
@@ -473,9 +478,15 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
                         shared.metrics.attempt("unschedulable", took);
                         queue.unschedulable(key, Instant::now());
                         failed.push((key.clone(), fit.to_string()));
+                        if let Some(candidate) = try_preemption(&shared, &p.info, snapshot) {
+                            preemptions.push((p.info.clone(), candidate));
+                        }
                     }
                 }
             }
+        }
+        for (pod, candidate) in preemptions {
+            binds.spawn(preempt(shared.clone(), pod, candidate));
         }
         for (key, message) in failed {
             tracing::debug!(pod = %key, %message, "pod is unschedulable");
@@ -490,6 +501,96 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
             binds.spawn(bind(shared.clone(), pod, node, permit));
         }
     }
+}
+
+/// A preemption for a pod that fits nowhere, unless it may not or need not preempt now: its
+/// policy is `Never`, or victims of its last preemption are still there.
+fn try_preemption(
+    shared: &Shared,
+    pod: &PodInfo,
+    snapshot: &Snapshot,
+) -> Option<preemption::Candidate> {
+    let mut preempting = shared.preempting.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(victims) = preempting.get(&pod.key) {
+        if victims.iter().any(|v| snapshot.placement(v).is_some()) {
+            return None;
+        }
+        preempting.remove(&pod.key);
+    }
+    if !preemption::eligible(pod, snapshot) {
+        return None;
+    }
+    let candidate = preemption::find_candidate(pod, snapshot, &shared.registry)?;
+    preempting.insert(
+        pod.key.clone(),
+        candidate.victims.iter().map(|v| v.key.clone()).collect(),
+    );
+    Some(candidate)
+}
+
+/// Carries a preemption out: nominates the node on the preemptor
+/// (`status.nominatedNodeName`), then deletes the victims (with their own grace periods) and
+/// tells each why in a `Preempted` event. The preemptor is retried as the victims go.
+async fn preempt(shared: Arc<Shared>, pod: Arc<PodInfo>, candidate: preemption::Candidate) {
+    let key = &pod.key;
+    shared.metrics.preemption(candidate.victims.len());
+    tracing::info!(
+        pod = %key,
+        node = %candidate.node,
+        victims = candidate.victims.len(),
+        "preempting lower-priority pods"
+    );
+    for attempt in 0..3 {
+        let result = async {
+            let mut current: Pod = shared.client.get(&key.namespace, &key.name).await?;
+            let status = current.status.get_or_insert_with(Default::default);
+            if status.nominated_node_name.as_deref() == Some(candidate.node.as_str()) {
+                return Ok(());
+            }
+            status.nominated_node_name = Some(candidate.node.clone());
+            shared
+                .client
+                .update_status(&key.namespace, &key.name, &current)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        match result {
+            Ok(()) => break,
+            Err(e) if e.reason == Reason::Conflict && attempt < 2 => continue,
+            Err(e) if e.reason == Reason::NotFound => return,
+            Err(e) => {
+                tracing::warn!(pod = %key, error = %e, "could not nominate a node; preempting anyway");
+                break;
+            }
+        }
+    }
+    for victim in &candidate.victims {
+        let params = navarch_gateway::client::DeleteParams {
+            precondition_uid: victim.uid.clone(),
+            ..Default::default()
+        };
+        match shared
+            .client
+            .delete_with::<Pod>(&victim.key.namespace, &victim.key.name, &params)
+            .await
+        {
+            Ok(_) => {
+                if let Some(recorder) = &shared.recorder {
+                    recorder.record(
+                        object_reference(victim.pod.as_ref()),
+                        EventType::Normal,
+                        "Preempted",
+                        "Preempting",
+                        format!("Preempted by pod {} on node {}", pod.uid, candidate.node),
+                    );
+                }
+            }
+            Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+            Err(e) => tracing::warn!(victim = %victim.key, error = %e, "could not delete a victim"),
+        }
+    }
+    shared.wake.notify_one();
 }
 
 /// Binds one assumed pod; on failure takes the assumption back and retries with back-off.

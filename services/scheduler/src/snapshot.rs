@@ -91,14 +91,16 @@ impl Snapshot {
         Self::default()
     }
 
-    /// A snapshot of `nodes` with the pods among `pods` that name one (tests, benchmarks).
+    /// A snapshot of `nodes` with the pods among `pods` that name one (tests, benchmarks;
+    /// priorities from `spec.priority`).
     pub fn from_objects(nodes: Vec<Node>, pods: Vec<Pod>) -> Self {
         let mut s = Self::new();
         for n in nodes {
             s.upsert_node(Arc::new(n));
         }
         for p in pods {
-            let info = Arc::new(PodInfo::new(Arc::new(p), 0));
+            let priority = p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+            let info = Arc::new(PodInfo::new(Arc::new(p), priority));
             if let Some(node) = info.node_name.clone() {
                 s.place(info, &node, false);
             }

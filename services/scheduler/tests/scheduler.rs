@@ -529,3 +529,71 @@ async fn a_panicking_scheduler_is_restarted_by_its_supervisor_and_binds_every_po
     t(running.shutdown()).await;
     cluster.stop().await;
 }
+
+#[tokio::test]
+async fn a_high_priority_pod_preempts_lower_priority_pods_and_takes_their_place() {
+    let cluster = Cluster::start().await;
+    let c = cluster.client().await;
+    t(c.create(
+        "",
+        &PriorityClass {
+            metadata: Some(ObjectMeta {
+                name: Some("critical".into()),
+                ..Default::default()
+            }),
+            value: Some(1000),
+            ..Default::default()
+        },
+    ))
+    .await
+    .unwrap();
+    t(c.create("", &node("n1", "2", "10"))).await.unwrap();
+    let scheduler = start(&c, config("s1"));
+    // Two low pods fill the node (grace 0: deleted at once, as no agent runs here).
+    for name in ["low-1", "low-2"] {
+        let mut p = pod(name, "1");
+        p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(0);
+        t(c.create("default", &p)).await.unwrap();
+    }
+    until_pods(&c, "low pods bound", |l| bound(l) == 2).await;
+    // A pod that never preempts waits; the critical one evicts one low pod, not both.
+    let mut patient = pod("patient", "1");
+    let spec = patient.spec.as_mut().unwrap();
+    spec.priority_class_name = Some("critical".into());
+    spec.preemption_policy = Some("Never".into());
+    t(c.create("default", &patient)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bound(&pods(&c).await), 2, "a Never pod must not preempt");
+    t(c.delete::<Pod>("default", "patient")).await.unwrap();
+    let mut critical = pod("critical", "1");
+    critical.spec.as_mut().unwrap().priority_class_name = Some("critical".into());
+    t(c.create("default", &critical)).await.unwrap();
+    let list = until_pods(&c, "critical bound in a victim's place", |l| {
+        l.len() == 2
+            && l.iter().any(|p| {
+                p.metadata.as_ref().unwrap().name.as_deref() == Some("critical")
+                    && node_of(p).as_deref() == Some("n1")
+            })
+    })
+    .await;
+    let critical = list
+        .iter()
+        .find(|p| p.metadata.as_ref().unwrap().name.as_deref() == Some("critical"))
+        .unwrap();
+    assert_eq!(
+        critical
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref()),
+        Some("n1")
+    );
+    // Exactly one low pod is left, still bound.
+    let lows: Vec<_> = list
+        .iter()
+        .filter(|p| p.metadata.as_ref().unwrap().name.as_deref() != Some("critical"))
+        .collect();
+    assert_eq!(lows.len(), 1);
+    assert_eq!(node_of(lows[0]).as_deref(), Some("n1"));
+    scheduler.stop().await;
+    cluster.stop().await;
+}

@@ -168,7 +168,8 @@ pub fn host_port(mut p: Pod, port: i32) -> Pod {
 }
 
 pub fn info(p: &Pod) -> PodInfo {
-    PodInfo::new(Arc::new(p.clone()), 0)
+    let priority = p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+    PodInfo::new(Arc::new(p.clone()), priority)
 }
 
 /// Runs a filter for `pod` on every node of the snapshot: `None` = fits, else the reasons.
