@@ -164,6 +164,17 @@ fn pod(name: &str, cpu: &str) -> Pod {
     }
 }
 
+fn priority_class(name: &str, value: i32) -> PriorityClass {
+    PriorityClass {
+        metadata: Some(ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        }),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
 fn node_of(p: &Pod) -> Option<String> {
     p.spec.as_ref().and_then(|s| s.node_name.clone())
 }
@@ -355,19 +366,9 @@ async fn pods_for_other_schedulers_are_left_alone() {
 async fn higher_priority_pods_are_scheduled_first() {
     let cluster = Cluster::start().await;
     let c = cluster.client().await;
-    t(c.create(
-        "",
-        &PriorityClass {
-            metadata: Some(ObjectMeta {
-                name: Some("high".into()),
-                ..Default::default()
-            }),
-            value: Some(1000),
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    t(c.create("", &priority_class("high", 1000)))
+        .await
+        .unwrap();
     t(c.create("", &node("n1", "4", "1"))).await.unwrap();
     // Both wait before the scheduler starts; the low one was created first.
     t(c.create("default", &pod("low", "100m"))).await.unwrap();
@@ -534,19 +535,9 @@ async fn a_panicking_scheduler_is_restarted_by_its_supervisor_and_binds_every_po
 async fn a_high_priority_pod_preempts_lower_priority_pods_and_takes_their_place() {
     let cluster = Cluster::start().await;
     let c = cluster.client().await;
-    t(c.create(
-        "",
-        &PriorityClass {
-            metadata: Some(ObjectMeta {
-                name: Some("critical".into()),
-                ..Default::default()
-            }),
-            value: Some(1000),
-            ..Default::default()
-        },
-    ))
-    .await
-    .unwrap();
+    t(c.create("", &priority_class("critical", 1000)))
+        .await
+        .unwrap();
     t(c.create("", &node("n1", "2", "10"))).await.unwrap();
     let scheduler = start(&c, config("s1"));
     // Two low pods fill the node (grace 0: deleted at once, as no agent runs here).

@@ -178,21 +178,9 @@ mod tests {
         p
     }
 
-    fn app(name: &str, app: &str) -> Pod {
-        with_labels(pod(name, "", ""), &[("app", app)])
-    }
-
-    fn nodes() -> Vec<navarch_api::core::v1::Node> {
-        vec![
-            labeled(node("a1", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
-            labeled(node("a2", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
-            labeled(node("b1", "4", "4Gi"), &[(LABEL_ZONE, "b")]),
-        ]
-    }
-
     #[test]
     fn table_of_required_anti_affinity() {
-        let s = Snapshot::from_objects(nodes(), vec![on(app("web-1", "web"), "a1")]);
+        let s = Snapshot::from_objects(zoned_nodes(), vec![on(app("web-1", "web"), "a1")]);
         let cases = [
             ("no terms", app("p", "web"), vec!["a1", "a2", "b1"]),
             (
@@ -225,7 +213,7 @@ mod tests {
     #[test]
     fn existing_pods_anti_affinity_keeps_matching_pods_away() {
         let s = Snapshot::from_objects(
-            nodes(),
+            zoned_nodes(),
             vec![on(anti(app("loner", "db"), "web", LABEL_ZONE), "a1")],
         );
         // A web pod may not enter zone a, where the db pod refuses web pods.
@@ -241,7 +229,7 @@ mod tests {
 
     #[test]
     fn required_affinity_follows_matching_pods() {
-        let s = Snapshot::from_objects(nodes(), vec![on(app("cache-1", "cache"), "a2")]);
+        let s = Snapshot::from_objects(zoned_nodes(), vec![on(app("cache-1", "cache"), "a2")]);
         assert_eq!(
             passing(
                 &InterPodAffinity,

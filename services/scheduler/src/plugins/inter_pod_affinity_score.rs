@@ -171,26 +171,13 @@ mod tests {
         p
     }
 
-    fn app(name: &str, app: &str) -> Pod {
-        with_labels(pod(name, "", ""), &[("app", app)])
-    }
-
-    /// a1, a2 in zone a; b1 in zone b.
-    fn nodes() -> Vec<navarch_api::core::v1::Node> {
-        vec![
-            labeled(node("a1", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
-            labeled(node("a2", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
-            labeled(node("b1", "4", "4Gi"), &[(LABEL_ZONE, "b")]),
-        ]
-    }
-
     #[test]
     fn table_of_preferred_terms() {
         let placed = vec![
             on(app("cache-1", "cache"), "a1"),
             on(app("web-1", "web"), "b1"),
         ];
-        let s = Snapshot::from_objects(nodes(), placed);
+        let s = Snapshot::from_objects(zoned_nodes(), placed);
         let cases = [
             // (case, pod, normalized scores on a1, a2, b1)
             ("no terms, no placed terms: skipped", app("p", "web"), None),
@@ -235,7 +222,7 @@ mod tests {
         // The placed cache pod prefers web pods on its host; a web pod is drawn there even
         // though it has no terms of its own. A pod it does not match is not.
         let s = Snapshot::from_objects(
-            nodes(),
+            zoned_nodes(),
             vec![on(
                 prefer(app("cache-1", "cache"), "web", LABEL_HOSTNAME, 20),
                 "a2",
@@ -248,7 +235,7 @@ mod tests {
         assert_eq!(scores(&InterPodAffinityScore, &app("p", "api"), &s), None);
         // A placed pod's preferred anti-affinity pushes matching pods out of its zone.
         let s = Snapshot::from_objects(
-            nodes(),
+            zoned_nodes(),
             vec![on(avoid(app("db-1", "db"), "web", LABEL_ZONE, 20), "b1")],
         );
         assert_eq!(

@@ -219,3 +219,18 @@ pub fn scores(plugin: &dyn ScorePlugin, pod: &Pod, snapshot: &Snapshot) -> Optio
     plugin.normalize(&state, &mut s);
     Some(s)
 }
+
+/// A pod labelled `app=<app>`.
+pub fn app(name: &str, app: &str) -> Pod {
+    with_labels(pod(name, "", ""), &[("app", app)])
+}
+
+/// Nodes a1 and a2 in zone `a`, b1 in zone `b` (4 CPUs, 4 GiB each).
+pub fn zoned_nodes() -> Vec<Node> {
+    use crate::pod_info::LABEL_ZONE;
+    vec![
+        labeled(node("a1", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
+        labeled(node("a2", "4", "4Gi"), &[(LABEL_ZONE, "a")]),
+        labeled(node("b1", "4", "4Gi"), &[(LABEL_ZONE, "b")]),
+    ]
+}
