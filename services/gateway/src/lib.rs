@@ -11,6 +11,7 @@ pub mod allocator;
 pub mod auth;
 pub mod client;
 pub mod filter;
+pub mod kubernetes_service;
 pub mod registry;
 pub mod service;
 pub mod subresources;

@@ -287,3 +287,77 @@ fn service_network_flags() {
     assert!(ServiceNetwork::new("10.96.0.0/12", "32767-30000").is_err());
     assert!(ServiceNetwork::new("10.96.0.0/12", "x").is_err());
 }
+
+#[tokio::test]
+async fn the_kubernetes_service_points_at_the_advertised_address() {
+    use navarch_api::core::v1::Endpoints;
+    use navarch_api::discovery::v1::EndpointSlice;
+    use navarch_gateway::kubernetes_service::reconcile;
+    let store = navarch_store::open_memory();
+    let net = ServiceNetwork::new("10.43.0.0/16", "30000-32767").unwrap();
+    let r = registry(store.clone(), net).await;
+    // Only data: no traffic goes to this documentation address.
+    let addr: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    reconcile(&r, addr, 6443).await.unwrap();
+    let svc = r.get(kind(), "default", "kubernetes").await.unwrap();
+    let s = spec(&svc);
+    assert_eq!(s.cluster_ip.as_deref(), Some("10.43.0.1"));
+    assert_eq!(
+        (s.ports[0].port, s.ports[0].name.as_deref()),
+        (Some(443), Some("https"))
+    );
+    let ep: Endpoints = r
+        .get(kinds::of::<Endpoints>().unwrap(), "default", "kubernetes")
+        .await
+        .unwrap()
+        .to_typed()
+        .unwrap();
+    assert_eq!(ep.subsets[0].addresses[0].ip.as_deref(), Some("192.0.2.10"));
+    assert_eq!(ep.subsets[0].ports[0].port, Some(6443));
+    let slice = r
+        .get(
+            kinds::of::<EndpointSlice>().unwrap(),
+            "default",
+            "kubernetes",
+        )
+        .await
+        .unwrap();
+    let typed: EndpointSlice = slice.to_typed().unwrap();
+    assert_eq!(typed.endpoints[0].addresses, vec!["192.0.2.10".to_string()]);
+    assert_eq!(typed.ports[0].port, Some(6443));
+
+    // Idempotent: a second round writes nothing.
+    let before = (
+        svc.resource_version().unwrap(),
+        slice.resource_version().unwrap(),
+    );
+    reconcile(&r, addr, 6443).await.unwrap();
+    let svc = r.get(kind(), "default", "kubernetes").await.unwrap();
+    let slice = r
+        .get(
+            kinds::of::<EndpointSlice>().unwrap(),
+            "default",
+            "kubernetes",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        before,
+        (
+            svc.resource_version().unwrap(),
+            slice.resource_version().unwrap()
+        )
+    );
+    // Deleted: put back.
+    r.delete(kind(), "default", "kubernetes", &DeleteOptions::default())
+        .await
+        .unwrap();
+    reconcile(&r, addr, 6443).await.unwrap();
+    assert_eq!(
+        spec(&r.get(kind(), "default", "kubernetes").await.unwrap())
+            .cluster_ip
+            .as_deref(),
+        Some("10.43.0.1")
+    );
+    r.cache().stop();
+}

@@ -31,6 +31,30 @@ pub struct ServerArgs {
     /// The namespace of this cluster in a shared TiKV cluster.
     #[arg(long, env = "NAVARCH_STORE_PREFIX", default_value = "default")]
     pub store_prefix: String,
+    /// The range Service ClusterIPs come from (IPv4); its first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
+    /// The ports NodePort and LoadBalancer Services get.
+    #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_NODE_PORT_RANGE)]
+    pub service_node_port_range: String,
+    /// The address pods reach the API at (the `kubernetes` Service's endpoint). Default: the
+    /// `--api-listen` address when it is a specific non-loopback one, else this machine's
+    /// primary address.
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+}
+
+/// This machine's primary address: the source address of the default route (a UDP
+/// `connect` picks it without sending anything), loopback when there is none.
+fn primary_address() -> std::net::IpAddr {
+    let local = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr());
+    match local {
+        Ok(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => std::net::Ipv4Addr::LOCALHOST.into(),
+    }
 }
 
 /// What `navarch up` writes into the data dir for clients: `connection.json`.
@@ -112,7 +136,17 @@ pub async fn run(
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
-    let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &args.tls_sans)?;
+    // In-cluster clients verify the API as the kubernetes Service's ClusterIP.
+    let mut sans = args.tls_sans.clone();
+    sans.push(
+        navarch_gateway::allocator::ServiceNetwork::new(
+            &args.service_cidr,
+            &args.service_node_port_range,
+        )?
+        .kubernetes_ip()
+        .to_string(),
+    );
+    let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &sans)?;
     let admin_token = ensure_admin_token(&data_dir)?;
     let tokens = token_auth(&data_dir, &admin_token)?;
     let store = match args.store.as_str() {
@@ -120,13 +154,20 @@ pub async fn run(
         url => navarch_store::open_url(url, &args.store_prefix).await?,
     };
 
-    let gateway = navarch_gateway::start(GatewayConfig {
-        listen: args.grpc_listen,
-        store,
-        authenticator: AuthChain::new(vec![Arc::new(tokens)]),
-        authorizer: Arc::new(MastersOnly),
-        tls: Some(pki.tonic_server_tls()),
-    })
+    let network = navarch_gateway::allocator::ServiceNetwork::new(
+        &args.service_cidr,
+        &args.service_node_port_range,
+    )?;
+    let gateway = navarch_gateway::start_with_network(
+        GatewayConfig {
+            listen: args.grpc_listen,
+            store,
+            authenticator: AuthChain::new(vec![Arc::new(tokens)]),
+            authorizer: Arc::new(MastersOnly),
+            tls: Some(pki.tonic_server_tls()),
+        },
+        network.clone(),
+    )
     .await?;
 
     let grpc = format!("https://{}", gateway.addr);
@@ -147,6 +188,25 @@ pub async fn run(
     })
     .await?;
     let api = navarch_facade::kubeconfig::server_url(facade.addr);
+    let advertise = args.advertise_address.unwrap_or_else(|| {
+        let ip = facade.addr.ip();
+        if ip.is_unspecified() || ip.is_loopback() {
+            primary_address()
+        } else {
+            ip
+        }
+    });
+    if facade.addr.ip().is_loopback() {
+        tracing::warn!(
+            api = %facade.addr,
+            "the Kubernetes API listens on loopback only; pods cannot reach it (use --api-listen 0.0.0.0:6443)"
+        );
+    }
+    let kubernetes_service = navarch_gateway::kubernetes_service::spawn(
+        gateway.registry.clone(),
+        advertise,
+        facade.addr.port(),
+    );
     write_private(
         &data_dir.join(KUBECONFIG_FILE),
         &navarch_facade::kubeconfig::render(&api, pki.ca_pem(), &admin_token),
@@ -190,6 +250,7 @@ pub async fn run(
     if let Some(agents) = agents {
         agents.shutdown().await;
     }
+    kubernetes_service.abort();
     controllers.shutdown().await;
     scheduler.shutdown().await;
     facade.shutdown().await;
