@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod cron;
+pub mod hpa;
 pub mod manager;
 pub mod settings;
 
