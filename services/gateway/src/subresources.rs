@@ -1,6 +1,7 @@
 //! Subresources that are not plain object writes: `scale`, `binding`, `eviction`.
 
 use navarch_api::codec::{self, FieldValidation};
+use navarch_api::core::v1::{Pod, PodCondition};
 use navarch_api::kinds::KindInfo;
 use navarch_api::meta::v1::ObjectMeta;
 use navarch_api::{ApiError, FieldError, Object, Reason};
@@ -197,39 +198,40 @@ pub async fn bind(
         .unwrap_or_default();
     registry
         .guaranteed_update(pods, namespace, &pod_name, opts.dry_run, |pod| {
-            let mut json = pod.to_json();
-            if let Some(node) = json
-                .pointer("/spec/nodeName")
-                .and_then(Json::as_str)
-                .filter(|n| !n.is_empty())
-            {
+            // Typed, not through JSON: binding is the scheduler's hot path.
+            let mut typed: Pod = pod.to_typed()?;
+            let spec = typed.spec.get_or_insert_with(Default::default);
+            if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
                 return Err(ApiError::conflict(
                     "pods/binding",
                     &pod_name,
                     &format!("pod {pod_name} is already assigned to node \"{node}\""),
                 ));
             }
-            if pod.meta().deletion_timestamp.is_some() {
+            if typed
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.deletion_timestamp.is_some())
+            {
                 return Err(ApiError::conflict(
                     "pods/binding",
                     &pod_name,
                     &format!("pod {pod_name} is being deleted, cannot be assigned to a host"),
                 ));
             }
-            json["spec"]["nodeName"] = json!(target);
+            spec.node_name = Some(target.to_string());
             // The PodScheduled condition, as Kubernetes' binding sets it.
-            let conditions = json["status"]["conditions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let mut conditions: Vec<Json> = conditions
-                .into_iter()
-                .filter(|c| c["type"] != "PodScheduled")
-                .collect();
-            conditions
-                .push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now}));
-            json["status"]["conditions"] = Json::Array(conditions);
-            *pod = Object::from_json(pods, &json, FieldValidation::Ignore)?.0;
+            let status = typed.status.get_or_insert_with(Default::default);
+            status
+                .conditions
+                .retain(|c| c.r#type.as_deref() != Some("PodScheduled"));
+            status.conditions.push(PodCondition {
+                r#type: Some("PodScheduled".into()),
+                status: Some("True".into()),
+                last_transition_time: Some(now.clone()),
+                ..Default::default()
+            });
+            *pod = Object::from_typed(&typed)?;
             Ok(())
         })
         .await?;

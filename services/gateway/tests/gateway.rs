@@ -499,6 +499,18 @@ async fn pods_bind_through_the_binding_subresource() {
     };
     t(bind(c.clone())).await.unwrap();
     let bound: Pod = t(c.get("default", "p")).await.unwrap();
+    let scheduled = bound
+        .status
+        .as_ref()
+        .and_then(|s| {
+            s.conditions
+                .iter()
+                .find(|c| c.r#type.as_deref() == Some("PodScheduled"))
+        })
+        .cloned()
+        .expect("PodScheduled condition");
+    assert_eq!(scheduled.status.as_deref(), Some("True"));
+    assert!(scheduled.last_transition_time.is_some());
     assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("node-1"));
     let err = t(bind(c.clone())).await.unwrap_err();
     assert_eq!(err.reason, Reason::Conflict, "{err}");
