@@ -43,6 +43,52 @@ pub(crate) struct GroupCommitter {
     pub(crate) compacted: Revision,
     /// Compactions in progress: target revision and who to tell.
     pub(crate) compactions: Vec<(Revision, oneshot::Sender<Result<(), StoreError>>)>,
+    pub(crate) metrics: CommitMetrics,
+}
+
+/// The group committer's instruments (Prometheus names in comments).
+pub(crate) struct CommitMetrics {
+    /// `navarch_store_commit_duration_seconds`: one durable batch (write + fsync).
+    duration: opentelemetry::metrics::Histogram<f64>,
+    /// `navarch_store_commit_batch_size_txns`: transactions per durable batch.
+    batch: opentelemetry::metrics::Histogram<u64>,
+    /// `navarch_store_revision`: the store's current revision.
+    revision: opentelemetry::metrics::Gauge<u64>,
+    /// `navarch_store_commit_failures_total`: batches that failed (every txn in it failed).
+    failures: opentelemetry::metrics::Counter<u64>,
+}
+
+impl CommitMetrics {
+    pub(crate) fn new() -> Self {
+        let meter = navarch_telemetry::meter("navarch-store");
+        let failures = meter
+            .u64_counter("navarch.store.commit.failures")
+            .with_unit("{batch}")
+            .with_description("Durable batches that failed")
+            .build();
+        failures.add(0, &[]);
+        Self {
+            duration: navarch_telemetry::seconds_histogram(
+                &meter,
+                "navarch.store.commit.duration",
+                "Time to write and fsync one group-committed batch",
+            ),
+            batch: meter
+                .u64_histogram("navarch.store.commit.batch_size")
+                .with_unit("{txn}")
+                .with_description("Transactions per durable batch (group commit)")
+                .with_boundaries(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ])
+                .build(),
+            revision: meter
+                .u64_gauge("navarch.store.revision")
+                .with_unit("{revision}")
+                .with_description("The store's current revision")
+                .build(),
+            failures,
+        }
+    }
 }
 
 impl GroupCommitter {
@@ -108,6 +154,11 @@ impl GroupCommitter {
             }) => {
                 self.current = revision;
                 self.shared.current.store(revision, Ordering::Release);
+                self.metrics
+                    .duration
+                    .record(started.elapsed().as_secs_f64(), &[]);
+                self.metrics.batch.record(txns.len() as u64, &[]);
+                self.metrics.revision.record(revision.max(0) as u64, &[]);
                 for changes in changes {
                     // No receivers is fine: nobody is watching.
                     let _ = self.events.send(changes);
@@ -125,6 +176,7 @@ impl GroupCommitter {
             }
             Err(error) => {
                 tracing::error!(code = error.code(), %error, txns = txns.len(), "store batch failed");
+                self.metrics.failures.add(1, &[]);
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }

@@ -108,6 +108,7 @@ impl EmbeddedStore {
             current,
             compacted,
             compactions: Vec::new(),
+            metrics: committer::CommitMetrics::new(),
         };
         let committer = std::thread::Builder::new()
             .name("store-committer".into())
