@@ -51,9 +51,22 @@ impl Navarch {
         Ok(n)
     }
 
+    /// [`Self::up`] with extra environment variables for the process.
+    pub fn up_with_env(env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut n = Self::up_in_with_env(&dir, env)?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
     /// Starts `navarch up` on `data_dir` (kept), waiting until it has written its
     /// connection details.
     pub fn up_in(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::up_in_with_env(data_dir, &[])
+    }
+
+    fn up_in_with_env(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let connection = data_dir.join("connection.json");
         let _ = std::fs::remove_file(&connection);
         let log = std::fs::File::create(data_dir.with_extension("log")).context("log file")?;
@@ -66,6 +79,7 @@ impl Navarch {
             .args(["--runtime", "hollow"])
             .args(["--api-listen", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -81,6 +81,7 @@ pub(crate) struct Runner<K, C> {
     shared: Arc<Shared>,
     workers: usize,
     reconcile: ReconcileFn<K, C>,
+    link: Option<navarch_runtime::controller::LinkFn<K>>,
 }
 
 impl<K, C> Runner<K, C>
@@ -103,7 +104,24 @@ where
             shared,
             workers,
             reconcile,
+            link: None,
         })
+    }
+
+    /// Each reconcile continues the trace of the last change seen of the object its key
+    /// names, an object of `kind` (see `navarch_runtime::controller::Controller::linked`).
+    pub fn linked(mut self: Arc<Self>, kind: &'static navarch_api::kinds::KindInfo) -> Arc<Self>
+    where
+        K: std::fmt::Display,
+    {
+        if let Some(this) = Arc::get_mut(&mut self) {
+            this.link = Some(Arc::new(move |key: &K| {
+                let key = key.to_string();
+                let (namespace, name) = key.split_once('/').unwrap_or(("", key.as_str()));
+                navarch_telemetry::traces::link_key(kind.group, kind.plural, namespace, name)
+            }));
+        }
+        self
     }
 
     /// A loop that must run one reconcile at a time (allocators).
@@ -142,8 +160,11 @@ where
             let name = self.name;
             let reconcile = self.reconcile;
             let faults = self.shared.faults.clone();
-            Controller::new(name, self.queue.clone())
-                .workers(self.workers)
+            let mut controller = Controller::new(name, self.queue.clone()).workers(self.workers);
+            if let Some(link) = &self.link {
+                controller = controller.linked(link.clone());
+            }
+            controller
                 .run(
                     move |key: K, ctx: Arc<C>| {
                         let faults = faults.clone();

@@ -69,6 +69,7 @@ pub fn build(shared: &Arc<Shared>) -> Arc<dyn ControlLoop> {
     Runner::new(NAME, queue, ctx, shared.clone(), |k, c| {
         boxed(reconcile(k, c))
     })
+    .linked(navarch_api::kinds::of::<navarch_api::apps::v1::DaemonSet>().expect("a served kind"))
 }
 
 fn on_pod(ctx: &Weak<Ctx>, ev: &Event<Pod>) {

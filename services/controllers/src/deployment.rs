@@ -76,6 +76,7 @@ pub fn build(shared: &Arc<Shared>) -> Arc<dyn ControlLoop> {
     Runner::new(NAME, queue, ctx, shared.clone(), |k, c| {
         boxed(reconcile(k, c))
     })
+    .linked(navarch_api::kinds::of::<navarch_api::apps::v1::Deployment>().expect("a served kind"))
 }
 
 impl Ctx {

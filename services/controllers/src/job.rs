@@ -56,6 +56,7 @@ pub fn build(shared: &Arc<Shared>) -> Arc<dyn ControlLoop> {
     Runner::new(NAME, queue, ctx, shared.clone(), |k, c| {
         boxed(reconcile(k, c))
     })
+    .linked(navarch_api::kinds::of::<navarch_api::batch::v1::Job>().expect("a served kind"))
 }
 
 impl Ctx {

@@ -48,6 +48,7 @@ pub fn build(shared: &Arc<Shared>) -> Arc<dyn ControlLoop> {
     Runner::new(NAME, queue, ctx, shared.clone(), |k, c| {
         boxed(reconcile(k, c))
     })
+    .linked(navarch_api::kinds::of::<navarch_api::apps::v1::ReplicaSet>().expect("a served kind"))
 }
 
 impl Ctx {

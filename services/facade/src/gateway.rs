@@ -21,6 +21,9 @@ impl tonic::service::Interceptor for ForwardAuth {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        if navarch_telemetry::traces::exporting() {
+            navarch_telemetry::traces::inject_grpc(req.metadata_mut());
+        }
         Ok(req)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
 use axum::Router;
 use axum::body::Body;
@@ -97,8 +98,10 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let resp = next.run(req).await;
+    let span = request_span(&method, &path, req.headers());
+    let resp = next.run(req).instrument(span.clone()).await;
     let code = resp.status().as_u16();
+    span.record("http.response.status_code", code);
     let elapsed = started.elapsed();
     let attrs = [
         Attr::new("method", method.to_string()),
@@ -118,6 +121,25 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         tracing::debug!(%method, path, code, elapsed_ms = elapsed.as_millis() as u64, user_agent = agent, "API request");
     }
     resp
+}
+
+/// The span of one HTTP request, continuing the caller's trace (W3C `traceparent`); none
+/// while traces are not exported.
+fn request_span(method: &axum::http::Method, path: &str, headers: &HeaderMap) -> tracing::Span {
+    if !navarch_telemetry::traces::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{method} {path}"),
+        otel.kind = "server",
+        component = "facade",
+        http.request.method = %method,
+        url.path = path,
+        http.response.status_code = tracing::field::Empty,
+    );
+    navarch_telemetry::traces::set_parent(&span, navarch_telemetry::traces::extract_http(headers));
+    span
 }
 
 async fn method_not_allowed(req: Request) -> Response {

@@ -26,6 +26,9 @@ impl tonic::service::Interceptor for BearerToken {
         if let Some(v) = &self.0 {
             req.metadata_mut().insert("authorization", v.clone());
         }
+        if navarch_telemetry::traces::exporting() {
+            navarch_telemetry::traces::inject_grpc(req.metadata_mut());
+        }
         Ok(req)
     }
 }
@@ -98,6 +101,28 @@ fn decode<T: Resource>(raw: Option<pb::RawObject>) -> Result<T, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::internal("response without an object"))?;
     T::decode(raw.raw.as_slice())
         .map_err(|e| ApiError::internal(format!("decoding {}: {e}", T::full_name())))
+}
+
+/// Remembers which trace produced the change in `ev`, for whoever acts on the object next
+/// (see `navarch_telemetry::traces::watch_links`).
+fn remember_link(kind: &'static KindInfo, ev: &pb::WatchEvent) {
+    let Some(obj) = ev
+        .object
+        .as_ref()
+        .and_then(|raw| Object::decode(kind, &raw.raw).ok())
+    else {
+        return;
+    };
+    let meta = obj.meta();
+    navarch_telemetry::traces::watch_links().remember(
+        navarch_telemetry::traces::link_key(
+            kind.group,
+            kind.plural,
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        ),
+        ev.traceparent.clone(),
+    );
 }
 
 fn encode<T: Resource>(obj: &T) -> Option<pb::RawObject> {
@@ -418,6 +443,9 @@ impl Client {
             .into_inner();
         Ok(Box::pin(stream.map(|ev| {
             let ev = ev.map_err(status)?;
+            if !ev.traceparent.is_empty() {
+                remember_link(T::kind(), &ev);
+            }
             match ev.r#type.as_str() {
                 "ADDED" => Ok(WatchEvent::Added(decode(ev.object)?)),
                 "MODIFIED" => Ok(WatchEvent::Modified(decode(ev.object)?)),

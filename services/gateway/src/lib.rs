@@ -15,6 +15,7 @@ pub mod kubernetes_service;
 pub mod registry;
 pub mod service;
 pub mod subresources;
+pub mod trace_links;
 pub mod watch_cache;
 
 use std::net::SocketAddr;
@@ -103,6 +104,33 @@ impl RunningGateway {
     }
 }
 
+/// The span of one gRPC call, continuing the caller's trace (W3C `traceparent` metadata); no
+/// span at all while traces are not exported.
+fn rpc_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    if !navarch_telemetry::traces::exporting() {
+        return tracing::Span::none();
+    }
+    let path = req.uri().path();
+    let (service, method) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path, ""));
+    let span = tracing::info_span!(
+        "grpc.server",
+        otel.name = %format!("{service}/{method}"),
+        otel.kind = "server",
+        component = "gateway",
+        rpc.system = "grpc",
+        rpc.service = service,
+        rpc.method = method,
+    );
+    navarch_telemetry::traces::set_parent(
+        &span,
+        navarch_telemetry::traces::extract_http(req.headers()),
+    );
+    span
+}
+
 /// Starts the gateway: watch cache, system namespaces, gRPC server (gateway, health,
 /// reflection) on `config.listen` (port 0 picks one; see [`RunningGateway::addr`]).
 pub async fn start(config: GatewayConfig) -> Result<RunningGateway, GatewayError> {
@@ -117,7 +145,7 @@ pub async fn start_with_network(
 ) -> Result<RunningGateway, GatewayError> {
     let cache = watch_cache::WatchCache::start(config.store.clone(), WATCH_CACHE_CAPACITY).await?;
     let registry = Arc::new(Registry::with_service_network(
-        config.store.clone(),
+        trace_links::TracedStore::wrap(config.store.clone()),
         cache,
         network,
     ));
@@ -165,6 +193,7 @@ pub async fn start_with_network(
         source,
     })?;
     let mut builder = tonic::transport::Server::builder()
+        .trace_fn(rpc_span)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
     if let Some(tls) = config.tls {

@@ -745,10 +745,16 @@ struct Watcher {
 
 impl Watcher {
     async fn send(&self, event_type: &str, obj: &Object) -> bool {
+        self.send_linked(event_type, obj, String::new()).await
+    }
+
+    /// [`Self::send`], carrying the trace context of the write that made the change.
+    async fn send_linked(&self, event_type: &str, obj: &Object, traceparent: String) -> bool {
         let event = match raw(obj, &self.accept) {
             Ok(o) => pb::WatchEvent {
                 r#type: event_type.into(),
                 object: Some(o),
+                traceparent,
             },
             Err(e) => return self.send_error(e).await,
         };
@@ -771,6 +777,7 @@ impl Watcher {
             .send(Ok(pb::WatchEvent {
                 r#type: "ERROR".into(),
                 object,
+                traceparent: String::new(),
             }))
             .await;
         false
@@ -895,6 +902,13 @@ impl Watcher {
             (false, true, false) => "DELETED",
             (false, false, false) => return true,
         };
-        self.send(event_type, &ev.object).await
+        let traceparent = if navarch_telemetry::traces::exporting() {
+            crate::trace_links::write_links()
+                .recall(&ev.key)
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        self.send_linked(event_type, &ev.object, traceparent).await
     }
 }

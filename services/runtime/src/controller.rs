@@ -17,6 +17,7 @@ use futures::FutureExt;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::queue::{QueueKey, WorkQueue};
 
@@ -99,11 +100,39 @@ impl ReconcileMetrics {
     }
 }
 
+/// Maps a queue key to the [`navarch_telemetry::traces::link_key`] of the object it names.
+pub type LinkFn<K> = Arc<dyn Fn(&K) -> String + Send + Sync>;
+
+/// The span of one reconcile (controller, key, result), continuing the trace of the change
+/// that queued the key when it is known; none while traces are not exported.
+fn reconcile_span<K: std::fmt::Debug>(
+    controller: &'static str,
+    key: &K,
+    link: Option<&LinkFn<K>>,
+) -> tracing::Span {
+    if !navarch_telemetry::traces::exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "reconcile",
+        otel.name = %format!("reconcile {controller}"),
+        component = "controller",
+        controller,
+        key = ?key,
+        result = tracing::field::Empty,
+    );
+    if let Some(tp) = link.and_then(|f| navarch_telemetry::traces::watch_links().recall(&f(key))) {
+        navarch_telemetry::traces::set_parent_traceparent(&span, &tp);
+    }
+    span
+}
+
 /// Runs a reconciler over a work queue with N workers.
 pub struct Controller<K> {
     name: &'static str,
     queue: WorkQueue<K>,
     workers: usize,
+    link: Option<LinkFn<K>>,
 }
 
 impl<K: QueueKey> Controller<K> {
@@ -113,7 +142,15 @@ impl<K: QueueKey> Controller<K> {
             name,
             queue,
             workers: 1,
+            link: None,
         }
+    }
+
+    /// Continues, in each reconcile's span, the trace of the last change seen of the object
+    /// the key names (`link(key)` is its link key), when traces are exported.
+    pub fn linked(mut self, link: LinkFn<K>) -> Self {
+        self.link = Some(link);
+        self
     }
 
     /// How many keys are reconciled concurrently (never two for the same key).
@@ -165,6 +202,7 @@ impl<K: QueueKey> Controller<K> {
             let mut stop_rx = stop_rx.clone();
             let stop_tx = stop_tx.clone();
             let name = self.name;
+            let link = self.link.clone();
             workers.spawn(async move {
                 loop {
                     let key = tokio::select! {
@@ -173,9 +211,21 @@ impl<K: QueueKey> Controller<K> {
                     };
                     let key = key?;
                     let started = Instant::now();
-                    let outcome =
-                        AssertUnwindSafe(reconcile(key.clone(), ctx.clone())).catch_unwind().await;
+                    let span = reconcile_span(name, &key, link.as_ref());
+                    let outcome = AssertUnwindSafe(
+                        reconcile(key.clone(), ctx.clone()).instrument(span.clone()),
+                    )
+                    .catch_unwind()
+                    .await;
                     let elapsed = started.elapsed();
+                    span.record(
+                        "result",
+                        match &outcome {
+                            Ok(Ok(_)) => "success",
+                            Ok(Err(_)) => "error",
+                            Err(_) => "panic",
+                        },
+                    );
                     match outcome {
                         Ok(Ok(action)) => {
                             metrics.record("success", elapsed);

@@ -22,6 +22,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::framework::{self, Cursor, Registry};
 use crate::metrics::SchedulerMetrics;
@@ -597,7 +598,20 @@ async fn preempt(shared: Arc<Shared>, pod: Arc<PodInfo>, candidate: preemption::
 async fn bind(shared: Arc<Shared>, pod: Popped, node: String, _permit: OwnedSemaphorePermit) {
     let key = &pod.info.key;
     let started = Instant::now();
-    let result = shared.client.bind(&key.namespace, &key.name, &node).await;
+    // The trace of the pod's creation continues here (the decision itself took microseconds
+    // under the state lock; the bind is where the time goes).
+    let span = navarch_telemetry::linked_span!(
+        "schedule",
+        navarch_telemetry::traces::link_key("", "pods", &key.namespace, &key.name),
+        component = "scheduler",
+        pod = %key,
+        node = %node,
+    );
+    let result = shared
+        .client
+        .bind(&key.namespace, &key.name, &node)
+        .instrument(span)
+        .await;
     let now = Instant::now();
     match result {
         Ok(()) => {

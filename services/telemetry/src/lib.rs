@@ -1,10 +1,12 @@
 //! Telemetry every Navarch service installs first: `tracing` logs (text or JSON on stderr),
-//! OpenTelemetry metrics exported in Prometheus format, and the `/metrics` endpoint.
+//! OpenTelemetry traces exported by OTLP, OpenTelemetry metrics exported in Prometheus format,
+//! and the `/metrics` endpoint.
 
 mod logs;
 mod metrics;
+pub mod traces;
 
-pub use logs::{LOG_FORMAT_ENV, LogFormat, tracer_layer};
+pub use logs::{LOG_FORMAT_ENV, LogFormat};
 pub use metrics::{
     LATENCY_BUCKETS_SECONDS, METRICS_CONTENT_TYPE, gather_text, meter, metrics_router,
     seconds_histogram,
@@ -32,12 +34,15 @@ pub struct TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         metrics::flush();
+        traces::shutdown();
     }
 }
 
 /// Installs telemetry for `service`:
 /// - the global `tracing` subscriber: filter from `RUST_LOG` (default `info`), text on
 ///   stderr, or JSON when `NAVARCH_LOG_FORMAT=json`;
+/// - OTLP span export when the standard `OTEL_EXPORTER_OTLP_*` variables ask for it, and the
+///   W3C trace-context propagator (see [`traces`]);
 /// - the global OpenTelemetry meter provider with resource `service.name = service`, read by a
 ///   Prometheus exporter whose registry [`gather_text`] and [`metrics_router`] serve.
 ///
@@ -45,10 +50,12 @@ impl Drop for TelemetryGuard {
 /// stay in place, and later calls only return another guard.
 pub fn init(service: &str) -> Result<TelemetryGuard> {
     let format = LogFormat::from_env();
-    let installed_logs = logs::install(format);
+    let otel = traces::install(service);
+    let exporting = otel.is_some();
+    let installed_logs = logs::install(format, otel);
     metrics::install(service)?;
     if installed_logs {
-        tracing::debug!(service, ?format, "telemetry installed");
+        tracing::debug!(service, ?format, traces = exporting, "telemetry installed");
     }
     Ok(TelemetryGuard { _private: () })
 }

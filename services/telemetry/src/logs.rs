@@ -37,15 +37,6 @@ impl LogFormat {
     }
 }
 
-/// The OpenTelemetry layer that exports spans. `None` while no trace exporter is configured,
-/// which is always the case until OTLP export is added; [`crate::init`] already stacks it.
-pub fn tracer_layer<S>() -> Option<Box<dyn Layer<S> + Send + Sync + 'static>>
-where
-    S: Subscriber + for<'span> LookupSpan<'span>,
-{
-    None
-}
-
 /// The formatting layer for `format`, writing to `writer`; `ansi` colours text output.
 fn format_layer<S, W>(
     format: LogFormat,
@@ -77,16 +68,20 @@ fn env_filter() -> EnvFilter {
     }
 }
 
-/// Installs the global subscriber; returns false if one was already installed.
-pub(crate) fn install(format: LogFormat) -> bool {
+/// Installs the global subscriber (with `otel`, the span exporter's layer, when traces are
+/// exported); returns false if one was already installed.
+pub(crate) fn install(
+    format: LogFormat,
+    otel: Option<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync + 'static>>,
+) -> bool {
     tracing_subscriber::registry()
+        .with(otel)
         .with(env_filter())
         .with(format_layer(
             format,
             std::io::stderr,
             std::io::stderr().is_terminal(),
         ))
-        .with(tracer_layer())
         .try_init()
         .is_ok()
 }
@@ -114,9 +109,11 @@ mod tests {
     fn capture(format: LogFormat) -> String {
         let out = Captured::default();
         let writer = out.clone();
-        let subscriber = tracing_subscriber::registry()
-            .with(format_layer(format, move || writer.clone(), false))
-            .with(tracer_layer());
+        let subscriber = tracing_subscriber::registry().with(format_layer(
+            format,
+            move || writer.clone(),
+            false,
+        ));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("reconcile", key = "default/web");
             let _entered = span.enter();

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use navarch_api::core::v1::{Container, Pod, PodStatus};
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 use crate::api::PodApi;
 use crate::runtime::{
@@ -214,8 +215,25 @@ impl PodWorker {
                     self.cleanup_and_forget();
                     return Next::Done;
                 }
-                let next = self.sync_pod(&pod).await;
-                self.publish(&pod).await;
+                // The first start of a pod continues the trace that created and bound it.
+                let span = if self.record.sandbox.is_none() {
+                    navarch_telemetry::linked_span!(
+                        "pod.start",
+                        navarch_telemetry::traces::link_key(
+                            "",
+                            "pods",
+                            &self.record.namespace,
+                            &self.record.name
+                        ),
+                        component = "agent",
+                        pod = %self.pod_key(),
+                        uid = %self.record.uid,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
+                let next = self.sync_pod(&pod).instrument(span.clone()).await;
+                self.publish(&pod).instrument(span).await;
                 next
             }
         }
