@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: start the real `navarch` binary and find what it wrote.
 
+pub mod images;
 pub mod kubectl;
+pub mod runc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +69,22 @@ impl Navarch {
     }
 
     fn up_in_with_env(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        // Simulated containers: these tests drive the API; real containers (runc, CNI,
+        // host network state) are exercised by the agent's tests and [`Self::up_with_args`].
+        Self::up_in_with(data_dir, env, &["--runtime", "hollow"])
+    }
+
+    /// `navarch up` in a fresh temporary data directory with `args` (e.g. `--runtime runc`)
+    /// instead of the hollow runtime.
+    pub fn up_with_args(args: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut n = Self::up_in_with(&dir, &[], args)?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
+    fn up_in_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
         let connection = data_dir.join("connection.json");
         let _ = std::fs::remove_file(&connection);
         let log = std::fs::File::create(data_dir.with_extension("log")).context("log file")?;
@@ -74,10 +92,8 @@ impl Navarch {
             .args(["up", "--data-dir"])
             .arg(data_dir)
             .args(["--grpc-listen", "127.0.0.1:0"])
-            // Simulated containers: these tests drive the API; real containers (runc, CNI,
-            // host network state) are exercised by the agent's and the cluster's own tests.
-            .args(["--runtime", "hollow"])
             .args(["--api-listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -163,4 +179,11 @@ impl Drop for Navarch {
             let _ = self.stop();
         }
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

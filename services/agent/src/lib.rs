@@ -86,9 +86,16 @@ pub struct RunningAgent {
     pub node_name: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    pod_cidr: watch::Receiver<Option<String>>,
 }
 
 impl RunningAgent {
+    /// The node's pod CIDR once the cluster has assigned it (`node.spec.podCIDR`): the
+    /// service proxy and the route sync start from it.
+    pub fn pod_cidr(&self) -> watch::Receiver<Option<String>> {
+        self.pod_cidr.clone()
+    }
+
     /// Stops heartbeats, watches and workers; containers keep running.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -104,6 +111,9 @@ impl RunningAgent {
     }
 }
 
+/// Where the node's pod CIDR goes once known: the runtime, and the agent's watchers.
+type PodCidrSink = (Arc<dyn ContainerRuntime>, watch::Sender<Option<String>>);
+
 /// Registers the node (retrying while the gateway is unreachable), then keeps its status and
 /// Lease, and runs its heartbeats until `stop`.
 async fn node_tasks(
@@ -112,6 +122,7 @@ async fn node_tasks(
     timing: NodeTiming,
     stop: watch::Receiver<bool>,
     registered: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: Option<PodCidrSink>,
 ) {
     let mut delay = Duration::from_millis(200);
     let mut stop_wait = stop.clone();
@@ -131,6 +142,15 @@ async fn node_tasks(
     if let Some(tx) = registered {
         let _ = tx.send(());
     }
+    if let Some((runtime, published)) = runtime {
+        tokio::spawn(pod_cidr_loop(
+            client.clone(),
+            node.clone(),
+            runtime,
+            published,
+            stop.clone(),
+        ));
+    }
     let lease = tokio::spawn(node::lease_loop(
         client.clone(),
         node.clone(),
@@ -139,6 +159,45 @@ async fn node_tasks(
     ));
     node::status_loop(client, id, node, timing, stop).await;
     let _ = lease.await;
+}
+
+/// Hands the node's `spec.podCIDR` to the runtime (the kubelet's `UpdateRuntimeConfig`),
+/// waiting for the node IPAM loop to assign one if the node has none yet.
+async fn pod_cidr_loop(
+    client: Client,
+    mut node: navarch_api::core::v1::Node,
+    runtime: Arc<dyn ContainerRuntime>,
+    published: watch::Sender<Option<String>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = node
+        .metadata
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_default();
+    loop {
+        if let Some(cidr) = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_deref())
+            .filter(|c| !c.is_empty())
+        {
+            tracing::info!(node = %name, pod_cidr = cidr, "pod CIDR handed to the runtime");
+            runtime.update_pod_cidr(cidr);
+            published.send_replace(Some(cidr.to_string()));
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+        match client.get("", &name).await {
+            Ok(n) => node = n,
+            Err(error) => {
+                tracing::debug!(node = %name, %error, "reading the node for its pod CIDR")
+            }
+        }
+    }
 }
 
 /// Starts an agent for `config.node_name` with `runtime`, talking to the cluster through
@@ -187,12 +246,14 @@ pub async fn start(
         cluster_domain: config.cluster_domain.clone(),
     };
     let (stop_tx, stop) = watch::channel(false);
+    let (cidr_tx, pod_cidr) = watch::channel(None);
     let mut tasks = vec![tokio::spawn(node_tasks(
         client.clone(),
         id,
         config.timing,
         stop.clone(),
         None,
+        Some((runtime.clone(), cidr_tx)),
     ))];
     let (tx, rx) = mpsc::unbounded_channel();
     tasks.push(tokio::spawn(pods::watch_node_pods(
@@ -208,6 +269,7 @@ pub async fn start(
         node_name: config.node_name,
         stop: stop_tx,
         tasks,
+        pod_cidr,
     })
 }
 
@@ -300,7 +362,7 @@ pub async fn start_hollow_fleet(client: Client, config: HollowFleetConfig) -> Ru
         tasks.push(tokio::spawn(async move {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let permit = permits.acquire_owned().await;
-            let run = tokio::spawn(node_tasks(client, id, timing, stop, Some(tx)));
+            let run = tokio::spawn(node_tasks(client, id, timing, stop, Some(tx), None));
             let _ = rx.await;
             drop(permit);
             let _ = run.await;
@@ -312,5 +374,6 @@ pub async fn start_hollow_fleet(client: Client, config: HollowFleetConfig) -> Ru
         node_name: format!("{}-*", config.name_prefix),
         stop: stop_tx,
         tasks,
+        pod_cidr: watch::channel(None).1,
     }
 }

@@ -33,6 +33,9 @@ pub struct NodeOptions {
     /// Port of the agent's own service (`daemonEndpoints.kubeletEndpoint`).
     pub agent_port: i32,
     pub max_pods: u32,
+    /// A pod CIDR fixed by the operator (`--pod-cidr`), registered as `spec.podCIDR`;
+    /// without one the node IPAM loop assigns it.
+    pub pod_cidr: Option<String>,
 }
 
 /// Heartbeat timing (the kubelet's defaults: lease 40 s renewed every 10 s; status checked
@@ -272,6 +275,8 @@ pub async fn register(client: &Client, id: &NodeIdentity) -> Result<Node, ApiErr
         }),
         spec: Some(NodeSpec {
             taints: id.options.taints.clone(),
+            pod_cidr: id.options.pod_cidr.clone(),
+            pod_cid_rs: id.options.pod_cidr.iter().cloned().collect(),
             ..Default::default()
         }),
         ..Default::default()
@@ -294,6 +299,13 @@ pub async fn register(client: &Client, id: &NodeIdentity) -> Result<Node, ApiErr
                     spec.taints.push(t.clone());
                     taints_changed = true;
                 }
+            }
+            if let Some(cidr) = &id.options.pod_cidr
+                && spec.pod_cidr.as_deref().is_none_or(str::is_empty)
+            {
+                spec.pod_cidr = Some(cidr.clone());
+                spec.pod_cid_rs = vec![cidr.clone()];
+                taints_changed = true;
             }
             if before
                 != existing

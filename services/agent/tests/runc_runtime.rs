@@ -12,7 +12,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,191 +25,14 @@ use navarch_api::core::v1::{Container, HttpGetAction, Pod, Probe, ResourceRequir
 use navarch_api::meta::v1::int_or_string::Value as IntOrStr;
 use navarch_api::meta::v1::{IntOrString, Quantity};
 use navarch_gateway::Client;
-use sha2::Digest;
 
 const NODE: &str = "runc-node";
 
 /// Everything this test creates outside its temp dir, removed on drop (even on panic):
-/// the registry, containers still running, mounts under the temp dir, the bridge, cgroups.
+/// the registry first, then containers, mounts, the bridge and cgroups.
 struct Cleanup {
-    registry: Option<Child>,
-    dir: PathBuf,
-    bridge: String,
-    cgroup_parent: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(mut r) = self.registry.take() {
-            let _ = r.kill();
-            let _ = r.wait();
-        }
-        let state = self.dir.join("runc/state");
-        if let Ok(out) = Command::new("runc")
-            .arg("--root")
-            .arg(&state)
-            .args(["list", "-q"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("runc")
-                    .arg("--root")
-                    .arg(&state)
-                    .args(["delete", "--force", id])
-                    .status();
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| Path::new(m).starts_with(&self.dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
-        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
-            for d in dirs.flatten() {
-                remove_tree(&d.path().join(&self.cgroup_parent));
-            }
-        }
-    }
-}
-
-fn remove_tree(dir: &Path) {
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for c in children.flatten() {
-            if c.path().is_dir() {
-                remove_tree(&c.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `docker-registry` on 127.0.0.1 with its own config and storage.
-fn start_registry(dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let storage = dir.join("registry");
-    std::fs::create_dir_all(&storage).unwrap();
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
-        .spawn()
-        .expect("docker-registry runs");
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (child, port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("docker-registry did not start");
-}
-
-fn header() -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
-    h
-}
-
-/// A one-layer OCI image with busybox and a web root, pushed to the registry.
-async fn push_busybox(reference: &str) {
-    let mut tar = tar::Builder::new(Vec::new());
-    let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str| {
-        let mut h = header();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        tar.append_data(&mut h, path, std::io::empty()).unwrap();
-    };
-    for d in ["bin", "etc", "www", "tmp", "proc", "sys", "dev"] {
-        dir(&mut tar, d);
-    }
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
-    let mut h = header();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o755);
-    h.set_size(busybox.len() as u64);
-    tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
-        .unwrap();
-    for tool in [
-        "sh", "httpd", "echo", "sleep", "cat", "ls", "dd", "head", "true", "false", "nc", "wget",
-    ] {
-        let mut h = header();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        tar.append_link(&mut h, format!("bin/{tool}"), "busybox")
-            .unwrap();
-    }
-    let page = b"hello from navarch\n";
-    let mut h = header();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_mode(0o644);
-    h.set_size(page.len() as u64);
-    tar.append_data(&mut h, "www/index.html", &page[..])
-        .unwrap();
-    let layer = tar.into_inner().unwrap();
-    let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&layer).unwrap();
-    let gz = gz.finish().unwrap();
-    let config = serde_json::json!({
-        "architecture": navarch_agent::machine::go_arch(),
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/bin"],
-            "Cmd": ["sh"],
-        },
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    });
-    navarch_pki::ensure_crypto_provider();
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: oci_client::client::ClientProtocol::Http,
-        ..Default::default()
-    });
-    let r: oci_client::Reference = reference.parse().unwrap();
-    tokio::time::timeout(
-        T,
-        client.push(
-            &r,
-            &[oci_client::client::ImageLayer::oci_v1_gzip(gz, None)],
-            oci_client::client::Config::oci_v1(serde_json::to_vec(&config).unwrap(), None),
-            &oci_client::secrets::RegistryAuth::Anonymous,
-            None,
-        ),
-    )
-    .await
-    .unwrap()
-    .expect("push to the local registry");
+    registry: Option<navarch_e2e::images::Registry>,
+    _leftovers: navarch_e2e::runc::RuncLeftovers,
 }
 
 fn runc_config(dir: &Path, bridge: &str, subnet: &str, cgroup_parent: &str) -> RuncConfig {
@@ -297,14 +120,20 @@ async fn runc_pods_end_to_end() {
     let cgroup_parent = format!("navarch-test-{tag}");
     let mut cleanup = Cleanup {
         registry: None,
-        dir: dir.path().to_path_buf(),
-        bridge: bridge.clone(),
-        cgroup_parent: cgroup_parent.clone(),
+        _leftovers: navarch_e2e::runc::RuncLeftovers {
+            state: dir.path().join("runc/state"),
+            dir: dir.path().to_path_buf(),
+            bridge: bridge.clone(),
+            cgroup_parent: cgroup_parent.clone(),
+        },
     };
-    let (registry, port) = start_registry(dir.path());
+    let registry = navarch_e2e::images::Registry::start(dir.path()).expect("docker-registry");
+    let port = registry.port;
     cleanup.registry = Some(registry);
     let image = format!("127.0.0.1:{port}/test/busybox:1");
-    push_busybox(&image).await;
+    navarch_e2e::images::push_busybox(&image)
+        .await
+        .expect("push to the local registry");
 
     let cfg = runc_config(dir.path(), &bridge, &subnet, &cgroup_parent);
     runc::available(&cfg).expect("runc and the CNI plugins are installed");

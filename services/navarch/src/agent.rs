@@ -36,12 +36,20 @@ pub struct NodeArgs {
     /// Most pods this node runs.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
-    /// The pod subnet of this node (runc runtime).
-    #[arg(long, default_value = "10.88.0.0/16")]
-    pub pod_cidr: String,
+    /// The pod subnet of this node (runc runtime). Default: the one the cluster assigns
+    /// (`node.spec.podCIDR`, cut from the server's `--cluster-cidr`).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// The service proxy: `iptables` (kube-proxy's iptables mode; runc runtime, root),
+    /// `none`, or `auto` (iptables with the runc runtime, else none).
+    #[arg(long, default_value = "auto")]
+    pub proxy_mode: String,
     /// The Linux bridge the pods attach to (runc runtime).
     #[arg(long, default_value = "navarch0")]
     pub cni_bridge: String,
+    /// The cgroup the pods' cgroups go under (runc runtime).
+    #[arg(long, default_value = "navarch")]
+    pub cgroup_parent: String,
     /// Registries reached over plain HTTP (those on 127.0.0.0/8 always are).
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
@@ -69,8 +77,24 @@ pub struct AgentArgs {
         default_value = "navarch-agent-data"
     )]
     pub data_dir: PathBuf,
+    /// The cluster's pod range (the server's `--cluster-cidr`).
+    #[arg(long, default_value = DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
+    /// The cluster's service range (the server's `--service-cidr`).
+    #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: String,
     #[command(flatten)]
     pub node: NodeArgs,
+}
+
+/// The pod range nodes' pod CIDRs are cut from, unless `--cluster-cidr` says otherwise.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+
+/// The cluster's address ranges, as the node's service proxy needs them.
+#[derive(Clone, Debug)]
+pub struct ClusterNetwork {
+    pub cluster_cidr: String,
+    pub service_cidr: String,
 }
 
 fn pairs(items: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
@@ -97,10 +121,19 @@ fn taint(s: &str) -> anyhow::Result<Taint> {
     })
 }
 
-fn choose_runtime(args: &NodeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+fn choose_runtime(
+    args: &NodeArgs,
+    data_dir: &Path,
+    proxy_egress: bool,
+) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
     let mut cfg = RuncConfig::new(data_dir);
-    cfg.network.subnet = args.pod_cidr.clone();
+    // Empty: the runtime waits for the node's podCIDR (UpdateRuntimeConfig).
+    cfg.network.subnet = args.pod_cidr.clone().unwrap_or_default();
     cfg.network.bridge = args.cni_bridge.clone();
+    cfg.cgroup_parent = args.cgroup_parent.clone();
+    // The proxy masquerades pods' traffic leaving the cluster and keeps pod-to-pod across
+    // nodes unmasqueraded; without it the bridge plugin masquerades everything off-node.
+    cfg.network.ip_masq = !proxy_egress;
     cfg.insecure_registries = args.insecure_registries.clone();
     let process = || -> anyhow::Result<Arc<dyn ContainerRuntime>> {
         Ok(Arc::new(ProcessRuntime::new(&data_dir.join("process"))?))
@@ -133,16 +166,72 @@ fn choose_runtime(args: &NodeArgs, data_dir: &Path) -> anyhow::Result<Arc<dyn Co
     }
 }
 
-/// The agent(s) of this process: the node's own, and any hollow fleet.
+/// The agent(s) of this process: the node's own, and any hollow fleet, and the node's
+/// service proxy and pod routes.
 pub struct LocalAgents {
     agents: Vec<RunningAgent>,
+    network: Option<NodeNetworking>,
 }
 
 impl LocalAgents {
     pub async fn shutdown(self) {
+        if let Some(n) = self.network {
+            n.shutdown().await;
+        }
         for a in self.agents {
             a.shutdown().await;
         }
+    }
+}
+
+/// The node's packet path: the service proxy and the host-gw routes, started once the
+/// node has its pod CIDR and stopped (chains and routes removed) with the agent.
+struct NodeNetworking {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl NodeNetworking {
+    fn start(
+        client: Client,
+        node_name: String,
+        network: ClusterNetwork,
+        mut pod_cidr: tokio::sync::watch::Receiver<Option<String>>,
+    ) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let cidr = tokio::select! {
+                c = pod_cidr.wait_for(Option::is_some) => match c {
+                    Ok(c) => c.clone(),
+                    Err(_) => return,
+                },
+                _ = &mut stopped => return,
+            };
+            navarch_proxy::prepare_host();
+            let proxy = navarch_proxy::Proxy::start(
+                client.clone(),
+                navarch_proxy::ProxyConfig {
+                    rules: navarch_proxy::RulesConfig {
+                        cluster_cidr: Some(network.cluster_cidr.clone()),
+                        service_cidr: Some(network.service_cidr.clone()),
+                        pod_cidr: cidr.clone(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            );
+            let routes = navarch_proxy::RouteSync::start(client, node_name.clone());
+            tracing::info!(node = %node_name, pod_cidr = ?cidr, cluster_cidr = %network.cluster_cidr, service_cidr = %network.service_cidr, "service proxy and pod routes started");
+            let _ = stopped.await;
+            routes.shutdown().await;
+            proxy.shutdown().await;
+        });
+        Self { stop, task }
+    }
+
+    async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -151,6 +240,7 @@ pub async fn start(
     client: Client,
     data_dir: &Path,
     args: &NodeArgs,
+    network: &ClusterNetwork,
 ) -> anyhow::Result<LocalAgents> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -171,8 +261,28 @@ pub async fn start(
         .collect::<Result<_, _>>()?;
     config.node.capacity = pairs(&args.capacity, "capacity")?.into_iter().collect();
     config.node.max_pods = args.max_pods;
-    let runtime = choose_runtime(args, &data_dir)?;
-    let mut agents = vec![navarch_agent::start(client.clone(), config, runtime).await?];
+    config.node.pod_cidr = args.pod_cidr.clone();
+    let wants_proxy = match args.proxy_mode.as_str() {
+        "iptables" => true,
+        "none" => false,
+        "auto" => args.runtime != "process" && args.runtime != "hollow",
+        other => anyhow::bail!("unknown proxy mode {other:?} (iptables, none or auto)"),
+    };
+    let runtime = choose_runtime(args, &data_dir, wants_proxy)?;
+    let proxied = wants_proxy && runtime.name() == "runc";
+    if wants_proxy && !proxied && args.proxy_mode == "iptables" {
+        anyhow::bail!("--proxy-mode iptables needs the runc runtime (root, iptables)");
+    }
+    let agent = navarch_agent::start(client.clone(), config, runtime).await?;
+    let network = proxied.then(|| {
+        NodeNetworking::start(
+            client.clone(),
+            name.clone(),
+            network.clone(),
+            agent.pod_cidr(),
+        )
+    });
+    let mut agents = vec![agent];
     if args.hollow_nodes > 0 {
         agents.push(
             navarch_agent::start_hollow_fleet(
@@ -186,7 +296,7 @@ pub async fn start(
             .await,
         );
     }
-    Ok(LocalAgents { agents })
+    Ok(LocalAgents { agents, network })
 }
 
 /// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.
@@ -202,7 +312,11 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         anyhow::bail!("--ca-file is needed to verify {}", args.gateway);
     }
     let client = Client::connect(&args.gateway, &ca, &args.token).await?;
-    let agents = start(client, &args.data_dir, &args.node).await?;
+    let network = ClusterNetwork {
+        cluster_cidr: args.cluster_cidr.clone(),
+        service_cidr: args.service_cidr.clone(),
+    };
+    let agents = start(client, &args.data_dir, &args.node, &network).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

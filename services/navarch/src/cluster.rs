@@ -35,6 +35,9 @@ pub struct ServerArgs {
     /// `kubernetes` Service's.
     #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_SERVICE_CIDR)]
     pub service_cidr: String,
+    /// The range pods' addresses come from; each node gets a /24 of it (`node.spec.podCIDR`).
+    #[arg(long, default_value = crate::agent::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
     /// The ports NodePort and LoadBalancer Services get.
     #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_NODE_PORT_RANGE)]
     pub service_node_port_range: String,
@@ -172,11 +175,12 @@ pub async fn run(
 
     let grpc = format!("https://{}", gateway.addr);
     let scheduler = crate::scheduler::start(&grpc, pki.ca_pem(), &admin_token).await?;
-    let controllers =
-        navarch_controllers::ControllerManager::start(navarch_controllers::ManagerConfig::new(
-            navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?,
-            navarch_controllers::manager::default_identity(),
-        ));
+    let mut manager = navarch_controllers::ManagerConfig::new(
+        navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?,
+        navarch_controllers::manager::default_identity(),
+    );
+    manager.settings.cluster_cidr = args.cluster_cidr.clone();
+    let controllers = navarch_controllers::ControllerManager::start(manager);
     let channel = navarch_facade::gateway::channel(
         &navarch_facade::kubeconfig::server_url(gateway.addr),
         pki.ca_pem(),
@@ -240,7 +244,11 @@ pub async fn run(
         Some(node) => {
             let client =
                 navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?;
-            Some(crate::agent::start(client, &data_dir.join("agent"), node).await?)
+            let network = crate::agent::ClusterNetwork {
+                cluster_cidr: args.cluster_cidr.clone(),
+                service_cidr: args.service_cidr.clone(),
+            };
+            Some(crate::agent::start(client, &data_dir.join("agent"), node, &network).await?)
         }
         None => None,
     };

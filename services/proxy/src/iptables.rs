@@ -63,58 +63,13 @@ impl Iptables {
         self
     }
 
-    fn command(&self, program: &str) -> (Command, String) {
-        let mut words: Vec<&str> = self.exec_prefix.iter().map(String::as_str).collect();
-        words.push(program);
-        let mut cmd = Command::new(words[0]);
-        cmd.args(&words[1..]);
-        (cmd, words.join(" "))
-    }
-
     async fn run(
         &self,
         program: &str,
         args: &[&str],
         stdin: Option<&str>,
     ) -> Result<String, IptablesError> {
-        let (mut cmd, mut name) = self.command(program);
-        cmd.args(args);
-        name = format!("{name} {}", args.join(" "));
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| IptablesError::Spawn {
-            command: name.clone(),
-            source,
-        })?;
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(text.as_bytes())
-                .await
-                .map_err(|source| IptablesError::Spawn {
-                    command: name.clone(),
-                    source,
-                })?;
-        }
-        let out = child
-            .wait_with_output()
-            .await
-            .map_err(|source| IptablesError::Spawn {
-                command: name.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(IptablesError::Failed {
-                command: name,
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        run(&self.exec_prefix, program, args, stdin).await
     }
 
     /// Our chains present in the kernel now (from `iptables-save`).
@@ -217,4 +172,54 @@ impl Iptables {
         self.applied = None;
         Ok(())
     }
+}
+
+/// Runs `program args` (after `exec_prefix`, e.g. `ip netns exec NAME`), feeding `stdin`;
+/// its stdout, or the failure with its stderr.
+pub(crate) async fn run(
+    exec_prefix: &[String],
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, IptablesError> {
+    let mut words: Vec<&str> = exec_prefix.iter().map(String::as_str).collect();
+    words.push(program);
+    let mut cmd = Command::new(words[0]);
+    cmd.args(&words[1..]).args(args);
+    let name = format!("{} {}", words.join(" "), args.join(" "));
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| IptablesError::Spawn {
+        command: name.clone(),
+        source,
+    })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .map_err(|source| IptablesError::Spawn {
+                command: name.clone(),
+                source,
+            })?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| IptablesError::Spawn {
+            command: name.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(IptablesError::Failed {
+            command: name,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -46,6 +46,10 @@ pub struct RulesConfig {
     pub cluster_cidr: Option<String>,
     /// The service CIDR: traffic to it that matched no service is rejected, never routed.
     pub service_cidr: Option<String>,
+    /// This node's pod CIDR: pods' traffic leaving the cluster CIDR is masqueraded to the
+    /// node's address (pod-to-pod traffic across nodes keeps its source, as with flannel's
+    /// host-gw).
+    pub pod_cidr: Option<String>,
 }
 
 impl Default for RulesConfig {
@@ -54,6 +58,7 @@ impl Default for RulesConfig {
             prefix: "NAVARCH-".into(),
             cluster_cidr: None,
             service_cidr: None,
+            pod_cidr: None,
         }
     }
 }
@@ -269,6 +274,20 @@ pub fn chains(cfg: &RulesConfig, ports: &[ServicePortInfo]) -> Chains {
             ),
         ],
     );
+    let mut egress = Vec::new();
+    if let Some(pods) = &cfg.pod_cidr {
+        let inside = cfg.cluster_cidr.as_deref().unwrap_or(pods);
+        egress.push(format!(
+            "-s {pods} -d {inside} {} -j RETURN",
+            comment("pod to pod: no SNAT")
+        ));
+        egress.push(format!("-s {pods} -d 224.0.0.0/4 -j RETURN"));
+        egress.push(format!(
+            "-s {pods} {} -j MASQUERADE",
+            comment("pods leaving the cluster network: SNAT to the node")
+        ));
+    }
+    c.insert((Table::Nat, format!("{p}POD-EGRESS")), egress);
     for sp in ports {
         let proto = &sp.protocol;
         let dst = format!(
@@ -357,6 +376,16 @@ pub fn chains(cfg: &RulesConfig, ports: &[ServicePortInfo]) -> Chains {
     c.insert((Table::Nat, nodeports), nat_nodeports);
     c.insert((Table::Filter, services), filter_services);
     c.insert((Table::Filter, external), filter_external);
+    // route_localnet (NodePorts on 127.0.0.1) would also let other hosts reach local-only
+    // services through a forged 127.0.0.0/8 destination (CVE-2020-8558): drop those, as
+    // kube-proxy's KUBE-FIREWALL does.
+    c.insert(
+        (Table::Filter, format!("{p}FIREWALL")),
+        vec![format!(
+            "-d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT {} -j DROP",
+            comment("block incoming localnet connections")
+        )],
+    );
     c
 }
 
@@ -402,6 +431,20 @@ pub fn jumps(prefix: &str) -> Vec<Jump> {
             "",
             format!("{prefix}POSTROUTING"),
             "navarch postrouting rules",
+        ),
+        j(
+            Table::Nat,
+            "POSTROUTING",
+            "",
+            format!("{prefix}POD-EGRESS"),
+            "navarch pod egress masquerade",
+        ),
+        j(
+            Table::Filter,
+            "INPUT",
+            "",
+            format!("{prefix}FIREWALL"),
+            "navarch firewall",
         ),
         j(
             Table::Filter,

@@ -67,6 +67,7 @@ fn cfg() -> RulesConfig {
         prefix: "NAVARCH-".into(),
         cluster_cidr: Some("10.244.0.0/16".into()),
         service_cidr: Some("10.96.0.0/12".into()),
+        pod_cidr: Some("10.244.1.0/24".into()),
     }
 }
 
@@ -320,6 +321,8 @@ fn jumps_cover_the_builtin_chains_once() {
             (Table::Nat, "PREROUTING"),
             (Table::Nat, "OUTPUT"),
             (Table::Nat, "POSTROUTING"),
+            (Table::Nat, "POSTROUTING"),
+            (Table::Filter, "INPUT"),
             (Table::Filter, "INPUT"),
             (Table::Filter, "FORWARD"),
             (Table::Filter, "FORWARD"),
@@ -330,4 +333,26 @@ fn jumps_cover_the_builtin_chains_once() {
         j.iter()
             .all(|j| j.args.last().unwrap().starts_with("NAVARCH-"))
     );
+}
+
+#[test]
+fn pods_leaving_the_cluster_network_are_masqueraded_and_pod_to_pod_is_not() {
+    let c = build(&[], &[]);
+    let egress = nat(&c, "NAVARCH-POD-EGRESS");
+    assert_eq!(egress.len(), 3, "{egress:?}");
+    assert!(
+        egress[0].starts_with("-s 10.244.1.0/24 -d 10.244.0.0/16 ")
+            && egress[0].ends_with("-j RETURN")
+    );
+    assert!(egress[1].contains("-d 224.0.0.0/4") && egress[1].ends_with("-j RETURN"));
+    assert!(egress[2].starts_with("-s 10.244.1.0/24 ") && egress[2].ends_with("-j MASQUERADE"));
+    // Without a pod CIDR (no pods on this node yet) the chain exists and is empty.
+    let none = rules::chains(
+        &RulesConfig {
+            pod_cidr: None,
+            ..cfg()
+        },
+        &[],
+    );
+    assert!(nat(&none, "NAVARCH-POD-EGRESS").is_empty());
 }

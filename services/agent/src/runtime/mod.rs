@@ -248,6 +248,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Runs a command in the container and waits for it (probes, hooks).
     async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
     async fn container_stats(&self, id: &str) -> Result<ContainerStats>;
+    /// CRI's `UpdateRuntimeConfig`: the node's pod CIDR, once the cluster has assigned one
+    /// (`node.spec.podCIDR`). Runtimes without a pod network ignore it.
+    fn update_pod_cidr(&self, _cidr: &str) {}
     /// The address probes and hooks connect to for this sandbox (pod IP, or 127.0.0.1 for host
     /// processes).
     fn probe_host(&self, sandbox: &SandboxStatus) -> String {

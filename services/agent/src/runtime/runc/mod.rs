@@ -96,6 +96,9 @@ struct SandboxState {
     status: SandboxStatus,
     cni_result: Option<serde_json::Value>,
     network_attached: bool,
+    /// The pod subnet the network was attached with.
+    #[serde(default)]
+    subnet: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,6 +145,8 @@ pub struct RuncRuntime {
     cfg: RuncConfig,
     images: ImageStore,
     version: String,
+    /// The pod subnet: `cfg.network.subnet` when set, else the node's podCIDR once known.
+    pod_cidr: std::sync::RwLock<Option<String>>,
 }
 
 impl RuncRuntime {
@@ -163,15 +168,41 @@ impl RuncRuntime {
                     .map(|v| v.split('+').next().unwrap_or(v).to_string())
             })
             .unwrap_or_else(|| "unknown".into());
+        let pod_cidr = (!cfg.network.subnet.is_empty()).then(|| cfg.network.subnet.clone());
         Ok(Self {
             cfg,
             images,
             version,
+            pod_cidr: std::sync::RwLock::new(pod_cidr),
         })
     }
 
     pub fn config(&self) -> &RuncConfig {
         &self.cfg
+    }
+
+    fn current_pod_cidr(&self) -> Option<String> {
+        self.pod_cidr
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The pod network on the current pod CIDR (`subnet`: the one a sandbox was attached
+    /// with, for DEL). Not ready until the node has a pod CIDR.
+    fn network(&self, subnet: Option<&str>) -> Result<CniNetwork> {
+        let subnet = subnet
+            .map(str::to_string)
+            .or_else(|| self.current_pod_cidr())
+            .ok_or_else(|| {
+                RuntimeError::Sandbox(
+                    "network not ready: the node has no pod CIDR yet (node.spec.podCIDR)".into(),
+                )
+            })?;
+        Ok(CniNetwork {
+            subnet,
+            ..self.cfg.network.clone()
+        })
     }
 
     fn sandbox_dir(&self, id: &str) -> PathBuf {
@@ -355,6 +386,14 @@ impl ContainerRuntime for RuncRuntime {
         format!("runc://{}", self.version)
     }
 
+    fn update_pod_cidr(&self, cidr: &str) {
+        let mut current = self.pod_cidr.write().unwrap_or_else(|e| e.into_inner());
+        if current.as_deref() != Some(cidr) {
+            tracing::info!(pod_cidr = cidr, previous = ?*current, "pod network configured");
+            *current = Some(cidr.to_string());
+        }
+    }
+
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<SandboxStatus> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = self.sandbox_dir(&id);
@@ -396,9 +435,18 @@ impl ContainerRuntime for RuncRuntime {
             },
             cni_result: None,
             network_attached: false,
+            subnet: None,
         };
         if !config.host_network {
-            match self.cfg.network.add(&id, &net).await {
+            let network = match self.network(None) {
+                Ok(n) => n,
+                Err(e) => {
+                    undo(self);
+                    return Err(e);
+                }
+            };
+            state.subnet = Some(network.subnet.clone());
+            match network.add(&id, &net).await {
                 Ok(result) => {
                     state.status.ips = cni::result_ips(&result);
                     state.cni_result = Some(result);
@@ -414,12 +462,10 @@ impl ContainerRuntime for RuncRuntime {
             .map_err(RuntimeError::from)
             .and_then(|()| self.save_sandbox(&state))
         {
-            if state.network_attached {
-                let _ = self
-                    .cfg
-                    .network
-                    .del(&id, &net, state.cni_result.as_ref())
-                    .await;
+            if state.network_attached
+                && let Ok(network) = self.network(state.subnet.as_deref())
+            {
+                let _ = network.del(&id, &net, state.cni_result.as_ref()).await;
             }
             undo(self);
             return Err(e);
@@ -440,8 +486,7 @@ impl ContainerRuntime for RuncRuntime {
         }
         if state.network_attached {
             let (net, _, _) = self.ns_paths(id);
-            self.cfg
-                .network
+            self.network(state.subnet.as_deref())?
                 .del(id, &net, state.cni_result.as_ref())
                 .await?;
             state.network_attached = false;

@@ -1,0 +1,340 @@
+//! Services end to end on real containers: `navarch up --runtime runc` (the node's own
+//! service proxy programs iptables in this machine's network namespace), a Deployment of
+//! three `busybox httpd` pods from a local registry, and a ClusterIP + NodePort Service on
+//! them, driven with the real kubectl. The host reaches the ClusterIP (nat OUTPUT) and the
+//! NodePort on 127.0.0.1, traffic spreads over all three pods, endpoint changes follow
+//! scaling, a Service without endpoints refuses at once, a pod reaches the Service (and
+//! itself through it: hairpin), and stopping navarch removes every `NAVARCH-` chain.
+//!
+//! Skipped (with a message) only when not root or runc is missing; the rest is installed by
+//! `.ci/test.sh`. Only loopback addresses, and a bridge, subnets and chains of its own.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use navarch_e2e::Navarch;
+use navarch_e2e::images::{Registry, push_busybox};
+use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
+use navarch_e2e::runc::RuncLeftovers;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn has(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `GET /` at `addr`: the body, or why not.
+fn http_get(addr: SocketAddr) -> Result<String, std::io::Error> {
+    http_get_path(addr, "/")
+}
+
+fn http_get_path(addr: SocketAddr, path: &str) -> Result<String, std::io::Error> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn navarch_chains() -> String {
+    let mut all = String::new();
+    for table in ["nat", "filter"] {
+        let out = Command::new("iptables")
+            .args(["-t", table, "-S"])
+            .output()
+            .expect("iptables");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.contains("NAVARCH-") {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+    }
+    all
+}
+
+struct Up {
+    navarch: Navarch,
+    _leftovers: RuncLeftovers,
+}
+
+const MANIFEST: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: httpd
+        image: IMAGE
+        imagePullPolicy: IfNotPresent
+        # Each pod serves its own name, so the test sees the spread, and keeps asking its
+        # own Service, recording who answered in /www/seen (pod to Service, and hairpin).
+        command:
+        - sh
+        - -c
+        - |
+          hostname > /www/index.html
+          (while true; do wget -q -O - http://VIP/ >> /www/seen 2>/dev/null; sleep 0.3; done) &
+          exec httpd -f -p 8080 -h /www
+        ports:
+        - containerPort: 8080
+        readinessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  clusterIP: VIP
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nobody
+spec:
+  selector: {app: nobody}
+  ports:
+  - port: 80
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
+    if !is_root() {
+        eprintln!("SKIPPED services e2e: needs root (runc, iptables, network namespaces)");
+        return;
+    }
+    if !has("runc") || !has("iptables-restore") {
+        eprintln!("SKIPPED services e2e: runc or iptables missing (see .ci/test.sh)");
+        return;
+    }
+    assert!(
+        navarch_chains().is_empty(),
+        "NAVARCH- chains exist before the test (another proxy on this machine?)"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let registry = Registry::start(work.path()).unwrap();
+    let image = registry.image("test/busybox:1");
+    push_busybox(&image).await.unwrap();
+
+    let tag = format!("{:04x}", std::process::id() & 0xffff);
+    let bridge = format!("nvs{tag}");
+    let cgroup_parent = format!("navarch-svc-{tag}");
+    let octet = 160 + (std::process::id() % 40);
+    let cluster_cidr = format!("10.{octet}.0.0/16");
+    let service_cidr = format!("10.{}.0.0/16", octet + 40);
+    let navarch = Navarch::up_with_args(&[
+        "--runtime",
+        "runc",
+        "--node-ip",
+        "127.0.0.1",
+        "--cni-bridge",
+        &bridge,
+        "--cgroup-parent",
+        &cgroup_parent,
+        "--cluster-cidr",
+        &cluster_cidr,
+        "--service-cidr",
+        &service_cidr,
+    ])
+    .unwrap();
+    let leftovers = RuncLeftovers {
+        state: navarch.data_dir.join("agent/runc/state"),
+        dir: navarch.data_dir.clone(),
+        bridge: bridge.clone(),
+        cgroup_parent: cgroup_parent.clone(),
+    };
+    // Dropped in this order even on a panic: navarch stops (its proxy removes its chains)
+    // before its containers, mounts and bridge go.
+    let mut up = Up {
+        navarch,
+        _leftovers: leftovers,
+    };
+    let navarch = &mut up.navarch;
+    let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();
+    // A requested ClusterIP (inside the service CIDR) the pods can be told in advance.
+    let requested_vip = format!("10.{}.0.100", octet + 40);
+    let manifest = k.file(
+        "web.yaml",
+        &MANIFEST
+            .replace("IMAGE", &image)
+            .replace("VIP", &requested_vip),
+    );
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    k.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+
+    let cluster_ip = k.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let node_port = k.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let vip: SocketAddr = format!("{}:80", cluster_ip.trim()).parse().unwrap();
+    let np: SocketAddr = format!("127.0.0.1:{}", node_port.trim()).parse().unwrap();
+    let pods: BTreeSet<String> = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pods.len(), 3, "{pods:?}");
+
+    // The ClusterIP from the host spreads over every pod.
+    let seen = eventually(
+        "all three pods behind the ClusterIP",
+        Duration::from_secs(20),
+        || {
+            let mut seen = BTreeSet::new();
+            for _ in 0..60 {
+                if let Ok(body) = http_get(vip) {
+                    seen.insert(body.trim().to_string());
+                }
+            }
+            (seen == pods).then_some(seen)
+        },
+    );
+    assert_eq!(seen, pods);
+    // The NodePort on the node's address.
+    let body = eventually("the NodePort", Duration::from_secs(10), || {
+        http_get(np).ok()
+    });
+    assert!(pods.contains(body.trim()), "{body:?} from {np}");
+
+    assert_eq!(vip.ip().to_string(), requested_vip);
+    // From inside the pods: each reaches the Service, and through it itself (hairpin).
+    let pod_ips: Vec<String> = k
+        .ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].status.podIP}",
+        ])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pod_ips.len(), 3, "{pod_ips:?}");
+    for ip in &pod_ips {
+        let at: SocketAddr = format!("{ip}:8080").parse().unwrap();
+        let me = http_get(at).unwrap().trim().to_string();
+        eventually(
+            &format!("{me} reaching itself through the Service"),
+            Duration::from_secs(30),
+            || {
+                let seen = http_get_path(at, "/seen").ok()?;
+                seen.lines().any(|l| l.trim() == me).then_some(())
+            },
+        );
+    }
+
+    // Scale to one: within a second of the endpoints changing, only it answers.
+    k.ok(&["scale", "deployment/web", "--replicas=1"]);
+    let survivor = eventually("one pod left", Duration::from_secs(60), || {
+        let names = k.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        let names: Vec<&str> = names.split_whitespace().collect();
+        (names.len() == 1).then(|| names[0].to_string())
+    });
+    eventually("only the survivor answers", Duration::from_secs(10), || {
+        let bodies: BTreeSet<String> = (0..20)
+            .filter_map(|_| http_get(vip).ok())
+            .map(|b| b.trim().to_string())
+            .collect();
+        (bodies.len() == 1 && bodies.contains(&survivor)).then_some(())
+    });
+
+    // No endpoints: refused at once, not a hang.
+    let nobody = k.ok(&["get", "svc", "nobody", "-o", "jsonpath={.spec.clusterIP}"]);
+    let nobody: SocketAddr = format!("{}:80", nobody.trim()).parse().unwrap();
+    let started = Instant::now();
+    let err = http_get(nobody).expect_err("no endpoints");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{err} after {:?}",
+        started.elapsed()
+    );
+
+    // Deleting the Service takes its rules away.
+    k.ok(&["delete", "svc", "web"]);
+    eventually("the ClusterIP is gone", Duration::from_secs(5), || {
+        http_get(vip).is_err().then_some(())
+    });
+    assert!(navarch_chains().contains("NAVARCH-SERVICES"));
+
+    // Clean stop: pods go first (so no container outlives the test), then every chain.
+    k.ok(&[
+        "delete",
+        "deployment",
+        "web",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    eventually("pods gone", Duration::from_secs(60), || {
+        k.ok(&["get", "pods", "-o", "name"])
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
+    let status = navarch.stop().unwrap();
+    assert!(status.success(), "{status}: {}", navarch.log());
+    assert_eq!(
+        navarch_chains(),
+        "",
+        "every NAVARCH- chain and jump removed"
+    );
+    drop(registry);
+}
