@@ -82,6 +82,28 @@ struct Up {
 }
 
 const MANIFEST: &str = r#"
+# The Services first: pods started after them get their environment variables.
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  clusterIP: VIP
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nobody
+spec:
+  selector: {app: nobody}
+  ports:
+  - port: 80
+---
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -106,6 +128,7 @@ spec:
         - -c
         - |
           hostname > /www/index.html
+          env > /www/env
           (while true; do wget -q -O - http://VIP/ >> /www/seen 2>/dev/null; sleep 0.3; done) &
           exec httpd -f -p 8080 -h /www
         ports:
@@ -113,27 +136,6 @@ spec:
         readinessProbe:
           tcpSocket: {port: 8080}
           periodSeconds: 1
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  type: NodePort
-  clusterIP: VIP
-  selector: {app: web}
-  ports:
-  - port: 80
-    targetPort: 8080
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nobody
-spec:
-  selector: {app: nobody}
-  ports:
-  - port: 80
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +266,16 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
     for ip in &pod_ips {
         let at: SocketAddr = format!("{ip}:8080").parse().unwrap();
         let me = http_get(at).unwrap().trim().to_string();
+        let env = http_get_path(at, "/env").unwrap();
+        for want in [
+            format!("WEB_SERVICE_HOST={requested_vip}"),
+            "WEB_SERVICE_PORT=80".to_string(),
+            format!("WEB_PORT_80_TCP=tcp://{requested_vip}:80"),
+            format!("KUBERNETES_SERVICE_HOST=10.{}.0.1", octet + 40),
+            "KUBERNETES_SERVICE_PORT=443".to_string(),
+        ] {
+            assert!(env.lines().any(|l| l == want), "{want} in {me}'s environment:\n{env}");
+        }
         eventually(
             &format!("{me} reaching itself through the Service"),
             Duration::from_secs(30),

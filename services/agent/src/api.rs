@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use navarch_api::core::v1::{ConfigMap, Pod, PodStatus, Secret};
+use navarch_api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use navarch_api::{ApiError, Reason};
 use navarch_gateway::Client;
 use navarch_gateway::client::DeleteParams;
@@ -19,6 +19,8 @@ pub trait PodApi: Send + Sync + 'static {
     async fn delete_final(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
+    /// The Services of `namespace` (for the containers' service environment variables).
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
 }
 
 fn meta(pod: &Pod) -> (String, String, String) {
@@ -80,6 +82,13 @@ impl PodApi for Client {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
         self.get(namespace, name).await
     }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        Ok(self
+            .list::<Service>(namespace, &Default::default())
+            .await?
+            .items)
+    }
 }
 
 /// A recording fake: keeps the last status per pod, counts deletes, serves given objects.
@@ -94,6 +103,7 @@ struct FakeApiState {
     deleted: Vec<String>,
     config_maps: Vec<ConfigMap>,
     secrets: Vec<Secret>,
+    services: Vec<Service>,
 }
 
 impl FakePodApi {
@@ -125,6 +135,10 @@ impl FakePodApi {
 
     pub fn add_secret(&self, s: Secret) {
         self.lock().secrets.push(s);
+    }
+
+    pub fn add_service(&self, s: Service) {
+        self.lock().services.push(s);
     }
 }
 
@@ -159,5 +173,15 @@ impl PodApi for FakePodApi {
             .find(|s| s.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some(name))
             .cloned()
             .ok_or_else(|| ApiError::not_found("configmaps", name))
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        Ok(self
+            .lock()
+            .services
+            .iter()
+            .filter(|s| s.metadata.as_ref().and_then(|m| m.namespace.as_deref()) == Some(namespace))
+            .cloned()
+            .collect())
     }
 }

@@ -1,10 +1,11 @@
 //! A container's environment as the kubelet builds it: `envFrom`, then `env` (values,
 //! fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef), with `$(VAR)` expansion, and
-//! `$(VAR)` expansion of command and args.
+//! `$(VAR)` expansion of command and args; then the Services' variables
+//! (`WEB_SERVICE_HOST`, docker-links `WEB_PORT_80_TCP…`) for names the pod did not set.
 
 use std::collections::BTreeMap;
 
-use navarch_api::core::v1::{Container, Pod};
+use navarch_api::core::v1::{Container, Pod, Service};
 use navarch_api::{ApiError, Reason};
 
 use crate::api::PodApi;
@@ -46,6 +47,79 @@ pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The Services a pod's containers learn about by environment, as the kubelet's
+/// `getServiceEnvVarMap`: those of its namespace when `enableServiceLinks` (default true),
+/// and always the API's own `kubernetes` Service from `default`. Headless and IP-less
+/// Services give nothing.
+pub fn service_env(
+    pod_namespace: &str,
+    links: bool,
+    services: &[Service],
+) -> BTreeMap<String, String> {
+    let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
+    for svc in services {
+        let meta = svc.metadata.as_ref();
+        let ns = meta
+            .and_then(|m| m.namespace.as_deref())
+            .unwrap_or_default();
+        let name = meta.and_then(|m| m.name.as_deref()).unwrap_or_default();
+        let ip = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.as_deref())
+            .unwrap_or_default();
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        if ns == pod_namespace && links {
+            chosen.insert(name.to_string(), svc);
+        } else if ns == "default" && name == "kubernetes" {
+            chosen.entry(name.to_string()).or_insert(svc);
+        }
+    }
+    let mut env = BTreeMap::new();
+    for (name, svc) in chosen {
+        let spec = svc.spec.clone().unwrap_or_default();
+        let ip = spec.cluster_ip.unwrap_or_default();
+        let prefix = name.to_uppercase().replace('-', "_");
+        let Some(first) = spec.ports.first() else {
+            continue;
+        };
+        env.insert(format!("{prefix}_SERVICE_HOST"), ip.clone());
+        env.insert(
+            format!("{prefix}_SERVICE_PORT"),
+            first.port.unwrap_or_default().to_string(),
+        );
+        let url = |p: &navarch_api::core::v1::ServicePort| {
+            let proto = p.protocol.as_deref().unwrap_or("TCP").to_lowercase();
+            (
+                proto.clone(),
+                format!("{proto}://{ip}:{}", p.port.unwrap_or_default()),
+            )
+        };
+        env.insert(format!("{prefix}_PORT"), url(first).1);
+        for p in &spec.ports {
+            let port = p.port.unwrap_or_default();
+            if let Some(port_name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                env.insert(
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        port_name.to_uppercase().replace('-', "_")
+                    ),
+                    port.to_string(),
+                );
+            }
+            let (proto, link) = url(p);
+            let base = format!("{prefix}_PORT_{port}_{}", proto.to_uppercase());
+            env.insert(format!("{base}_PROTO"), proto);
+            env.insert(format!("{base}_PORT"), port.to_string());
+            env.insert(format!("{base}_ADDR"), ip.clone());
+            env.insert(base, link);
+        }
+    }
+    env
+}
+
 fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, EnvError> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -84,6 +158,24 @@ pub async fn container_env(
         .as_ref()
         .and_then(|m| m.namespace.clone())
         .unwrap_or_default();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut services = if links {
+        api.services(&ns)
+            .await
+            .map_err(|e| EnvError(format!("listing services for the environment: {e}")))?
+    } else {
+        Vec::new()
+    };
+    if ns != "default" || !links {
+        // The API's own Service is in every pod's environment; without it in-cluster
+        // clients cannot find the API. A failure here is not worth failing the pod for.
+        services.extend(api.services("default").await.unwrap_or_default());
+    }
+    let service_vars = service_env(&ns, links, &services);
     let mut order: Vec<String> = vec![];
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     let set = |order: &mut Vec<String>, vars: &mut BTreeMap<String, String>, k: String, v| {
@@ -192,9 +284,17 @@ pub async fn container_env(
                 String::new()
             }
         } else {
-            expand(env.value.as_deref().unwrap_or_default(), &vars)
+            let mut visible = service_vars.clone();
+            visible.extend(vars.iter().map(|(k, v)| (k.clone(), v.clone())));
+            expand(env.value.as_deref().unwrap_or_default(), &visible)
         };
         set(&mut order, &mut vars, name, value);
+    }
+    for (k, v) in service_vars {
+        if let std::collections::btree_map::Entry::Vacant(slot) = vars.entry(k.clone()) {
+            order.push(k);
+            slot.insert(v);
+        }
     }
     Ok(order
         .into_iter()
@@ -213,6 +313,125 @@ mod tests {
         ConfigMap, ConfigMapKeySelector, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
     };
     use navarch_api::meta::v1::ObjectMeta;
+
+    fn service(ns: &str, name: &str, ip: &str, ports: &[(&str, i32, &str)]) -> Service {
+        use navarch_api::core::v1::{ServicePort, ServiceSpec};
+        Service {
+            metadata: Some(ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(ip.into()),
+                ports: ports
+                    .iter()
+                    .map(|(n, p, proto)| ServicePort {
+                        name: (!n.is_empty()).then(|| n.to_string()),
+                        port: Some(*p),
+                        protocol: Some(proto.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn service_variables_follow_the_kubelet() {
+        let services = [
+            service(
+                "default",
+                "kubernetes",
+                "10.96.0.1",
+                &[("https", 443, "TCP")],
+            ),
+            service(
+                "shop",
+                "web-front",
+                "10.96.0.20",
+                &[("http", 80, "TCP"), ("dns", 53, "UDP")],
+            ),
+            service("shop", "headless", "None", &[("", 80, "TCP")]),
+            service("other", "elsewhere", "10.96.0.30", &[("", 80, "TCP")]),
+        ];
+        let env = service_env("shop", true, &services);
+        let want: BTreeMap<String, String> = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.96.0.1"),
+            ("WEB_FRONT_SERVICE_HOST", "10.96.0.20"),
+            ("WEB_FRONT_SERVICE_PORT", "80"),
+            ("WEB_FRONT_SERVICE_PORT_HTTP", "80"),
+            ("WEB_FRONT_SERVICE_PORT_DNS", "53"),
+            ("WEB_FRONT_PORT", "tcp://10.96.0.20:80"),
+            ("WEB_FRONT_PORT_80_TCP", "tcp://10.96.0.20:80"),
+            ("WEB_FRONT_PORT_80_TCP_PROTO", "tcp"),
+            ("WEB_FRONT_PORT_80_TCP_PORT", "80"),
+            ("WEB_FRONT_PORT_80_TCP_ADDR", "10.96.0.20"),
+            ("WEB_FRONT_PORT_53_UDP", "udp://10.96.0.20:53"),
+            ("WEB_FRONT_PORT_53_UDP_PROTO", "udp"),
+            ("WEB_FRONT_PORT_53_UDP_PORT", "53"),
+            ("WEB_FRONT_PORT_53_UDP_ADDR", "10.96.0.20"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, want);
+        // enableServiceLinks: false keeps only the API's own Service.
+        let env = service_env("shop", false, &services);
+        assert!(env.keys().all(|k| k.starts_with("KUBERNETES_")), "{env:?}");
+        assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+    }
+
+    #[tokio::test]
+    async fn the_pods_own_variables_win_and_may_refer_to_service_ones() {
+        let api = FakePodApi::default();
+        api.add_service(service(
+            "default",
+            "kubernetes",
+            "10.96.0.1",
+            &[("https", 443, "TCP")],
+        ));
+        let pod = Pod {
+            metadata: Some(ObjectMeta {
+                namespace: Some("default".into()),
+                name: Some("p".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Container {
+            env: vec![
+                EnvVar {
+                    name: Some("KUBERNETES_SERVICE_PORT".into()),
+                    value: Some("8443".into()),
+                    ..Default::default()
+                },
+                EnvVar {
+                    name: Some("API".into()),
+                    value: Some("https://$(KUBERNETES_SERVICE_HOST)".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let env: BTreeMap<_, _> = container_env(&api, &pod, &c, "10.0.0.2", "10.0.0.1")
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(env["KUBERNETES_SERVICE_PORT"], "8443");
+        assert_eq!(env["API"], "https://10.96.0.1");
+        assert_eq!(env["KUBERNETES_PORT_443_TCP_ADDR"], "10.96.0.1");
+    }
 
     #[test]
     fn expansion_follows_kubernetes() {
