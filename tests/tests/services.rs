@@ -274,7 +274,10 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
             format!("KUBERNETES_SERVICE_HOST=10.{}.0.1", octet + 40),
             "KUBERNETES_SERVICE_PORT=443".to_string(),
         ] {
-            assert!(env.lines().any(|l| l == want), "{want} in {me}'s environment:\n{env}");
+            assert!(
+                env.lines().any(|l| l == want),
+                "{want} in {me}'s environment:\n{env}"
+            );
         }
         eventually(
             &format!("{me} reaching itself through the Service"),

@@ -9,6 +9,7 @@
 //! from the pod records under `<data-dir>/pods`.
 
 pub mod api;
+pub mod logs;
 pub mod machine;
 pub mod node;
 pub mod pods;
@@ -262,6 +263,16 @@ pub async fn start(
         tx,
         stop.clone(),
     )));
+    tasks.push(logs::spawn_tunnel(
+        client.clone(),
+        config.node_name.clone(),
+        logs::LogSource {
+            log_root: ctx.log_root.clone(),
+            records: ctx.records.clone(),
+            runtime: runtime.clone(),
+        },
+        stop.clone(),
+    ));
     let manager = pods::PodManager::new(ctx, stop.clone());
     tasks.push(tokio::spawn(manager.run(rx)));
     tracing::info!(node = %config.node_name, runtime = runtime.name(), data_dir = %data_dir.display(), "agent started");

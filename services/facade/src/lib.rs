@@ -20,6 +20,7 @@ pub mod convert;
 pub mod discovery;
 pub mod gateway;
 pub mod kubeconfig;
+pub mod logs;
 pub mod negotiate;
 pub mod openapi;
 pub mod query;

@@ -30,7 +30,7 @@ pub struct Query {
 }
 
 /// Go's `strconv.ParseBool`, which kube-apiserver uses for boolean parameters.
-fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
+pub(crate) fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
@@ -42,7 +42,7 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn parse_int(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_int(name: &str, value: &str) -> Result<i64, ApiError> {
     value.parse::<i64>().map_err(|_| {
         ApiError::bad_request(format!(
             "invalid value {value:?} for {name}: expected an integer"

@@ -80,7 +80,7 @@ pub async fn serve(
     }
 }
 
-/// Subresources streamed from the node agent (log, exec, attach, port-forward, proxy): not
+/// Subresources streamed from the node agent besides `log` (exec, attach, port-forward, proxy): not
 /// served yet, so a clear 501 Status rather than a fake answer.
 async fn agent_subresource(call: &Call<'_>) -> Result<Response, ApiError> {
     let t = &call.target;
@@ -116,6 +116,9 @@ async fn agent_subresource(call: &Call<'_>) -> Result<Response, ApiError> {
 
 async fn get(call: &Call<'_>) -> Result<Response, ApiError> {
     let t = &call.target;
+    if t.subresource == "log" {
+        return crate::logs::serve(call).await;
+    }
     if AGENT_SUBRESOURCES.contains(&t.subresource.as_str()) {
         return agent_subresource(call).await;
     }

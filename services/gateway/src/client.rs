@@ -419,6 +419,37 @@ impl Client {
     }
 
     /// Watches changes after `resource_version` ("" = current state as Added events first).
+    /// A container's log (`pods/log`), as chunks of bytes; with `follow` it goes on until
+    /// the container stops or the stream is dropped.
+    pub async fn pod_logs(
+        &self,
+        request: pb::PodLogsRequest,
+    ) -> Result<Pin<Box<dyn Stream<Item = Result<Vec<u8>, ApiError>> + Send>>, ApiError> {
+        let stream = self
+            .inner
+            .clone()
+            .pod_logs(request)
+            .await
+            .map_err(status)?
+            .into_inner();
+        Ok(Box::pin(stream.map(|c| c.map(|c| c.data).map_err(status))))
+    }
+
+    /// Opens this node's tunnel (see `crate::tunnel`): `up` starts with the hello; the
+    /// requests for the node arrive on the returned stream.
+    pub async fn agent_tunnel(
+        &self,
+        up: impl Stream<Item = pb::TunnelUp> + Send + 'static,
+    ) -> Result<tonic::Streaming<pb::TunnelDown>, ApiError> {
+        Ok(self
+            .inner
+            .clone()
+            .agent_tunnel(up)
+            .await
+            .map_err(status)?
+            .into_inner())
+    }
+
     pub async fn watch<T: Resource>(
         &self,
         namespace: &str,

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod service;
 pub mod subresources;
 pub mod trace_links;
+pub mod tunnel;
 pub mod watch_cache;
 
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use crate::auth::{Attributes, Authorizer, UserInfo};
 use crate::filter::Filter;
 use crate::registry::{self, DeleteOptions, ListOptions, Registry, WriteOptions};
 use crate::subresources;
+use crate::tunnel::{Answer, Tunnels};
 use crate::watch_cache::{CacheEvent, decode_event};
 
 /// Interval between watch bookmarks.
@@ -65,6 +66,7 @@ pub struct GatewayService {
     registry: Arc<Registry>,
     authorizer: Arc<dyn Authorizer>,
     metrics: ApiMetrics,
+    tunnels: Tunnels,
 }
 
 impl GatewayService {
@@ -73,6 +75,7 @@ impl GatewayService {
             registry,
             authorizer,
             metrics: ApiMetrics::new(),
+            tunnels: Tunnels::default(),
         }
     }
 
@@ -233,9 +236,151 @@ fn warnings(unknown: Vec<String>) -> Vec<String> {
 }
 
 type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
+type TunnelStream = Pin<Box<dyn Stream<Item = Result<pb::TunnelDown, Status>> + Send>>;
+
+/// The container `pods/log` reads: the one named, or the pod's only one. Errors read like
+/// the kube-apiserver's.
+fn log_container(pod: &navarch_api::core::v1::Pod, wanted: &str) -> Result<String, ApiError> {
+    let name = pod
+        .metadata
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let all: Vec<String> = spec
+        .init_containers
+        .iter()
+        .chain(&spec.containers)
+        .filter_map(|c| c.name.clone())
+        .collect();
+    if wanted.is_empty() {
+        return match spec.containers.as_slice() {
+            [only] => Ok(only.name.clone().unwrap_or_default()),
+            many => Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                many.iter()
+                    .filter_map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))),
+        };
+    }
+    if all.iter().any(|c| c == wanted) {
+        Ok(wanted.to_string())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "container {wanted} is not valid for pod {name}"
+        )))
+    }
+}
 
 #[tonic::async_trait]
 impl Gateway for GatewayService {
+    type PodLogsStream = LogStream;
+    type AgentTunnelStream = TunnelStream;
+
+    async fn pod_logs(
+        &self,
+        req: Request<pb::PodLogsRequest>,
+    ) -> Result<Response<Self::PodLogsStream>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let mut r = req.into_inner();
+        let setup = async {
+            let user = user?;
+            let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
+            self.authorize(&user, "get", kind, "log", &r.namespace, &r.name)?;
+            if r.tail_lines.is_some_and(|n| n < 0) {
+                return Err(ApiError::bad_request("tailLines must be 0 or more"));
+            }
+            if r.limit_bytes.is_some_and(|n| n <= 0) {
+                return Err(ApiError::bad_request("limitBytes must be greater than 0"));
+            }
+            let pod: navarch_api::core::v1::Pod = self
+                .registry
+                .get(kind, &r.namespace, &r.name)
+                .await?
+                .to_typed()?;
+            r.container = log_container(&pod, &r.container)?;
+            let node = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "container \"{}\" in pod \"{}\" is waiting to start: the pod is not scheduled",
+                        r.container, r.name
+                    ))
+                })?;
+            r.uid = pod
+                .metadata
+                .as_ref()
+                .and_then(|m| m.uid.clone())
+                .unwrap_or_default();
+            self.tunnels.pod_logs(&node, r).await
+        }
+        .await;
+        let request = match setup {
+            Ok(v) => v,
+            Err(e) => return self.finish("get", "pods", start, Err(e)),
+        };
+        // The request (dropping it cancels on the agent) lives as long as the stream.
+        let stream = futures::stream::unfold(Some(request), |state| async move {
+            let mut request = state?;
+            match request.answers.recv().await? {
+                Answer::Data(data) => Some((Ok(pb::LogChunk { data }), Some(request))),
+                Answer::End(Ok(())) => None,
+                Answer::End(Err(e)) => Some((Err(Status::from(e)), None)),
+            }
+        });
+        let stream: LogStream = Box::pin(stream);
+        self.finish("get", "pods", start, Ok(stream))
+    }
+
+    async fn agent_tunnel(
+        &self,
+        req: Request<tonic::Streaming<pb::TunnelUp>>,
+    ) -> Result<Response<Self::AgentTunnelStream>, Status> {
+        let user = Self::user(&req)?;
+        let mut up = req.into_inner();
+        let node = match up.message().await? {
+            Some(pb::TunnelUp {
+                msg: Some(pb::tunnel_up::Msg::Hello(h)),
+                ..
+            }) if !h.node_name.is_empty() => h.node_name,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "an agent tunnel opens with a hello naming the node",
+                )
+                .into());
+            }
+        };
+        // Whoever may write the node's status is its agent.
+        let kind = kinds::by_resource("", "v1", "nodes").expect("nodes are a kind");
+        self.authorize(&user, "update", kind, "status", "", &node)?;
+        let (tx, rx) = mpsc::channel(64);
+        let epoch = self.tunnels.open(&node, tx);
+        let tunnels = self.tunnels.clone();
+        tokio::spawn(async move {
+            loop {
+                match up.message().await {
+                    Ok(Some(msg)) => tunnels.answer(&node, msg).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "agent tunnel broke");
+                        break;
+                    }
+                }
+            }
+            tunnels.close(&node, epoch);
+        });
+        let stream: TunnelStream =
+            Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok));
+        Ok(Response::new(stream))
+    }
+
     async fn get(
         &self,
         req: Request<pb::GetRequest>,

@@ -189,6 +189,20 @@ impl RecordStore {
         }
     }
 
+    /// The record of pod `uid`, if there is one (and it reads).
+    pub fn load(&self, uid: &str) -> Option<PodRecord> {
+        match self {
+            RecordStore::Dir(dir) => std::fs::read(Self::path(dir, uid))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok()),
+            RecordStore::Memory(m) => m
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(uid)
+                .cloned(),
+        }
+    }
+
     /// Every saved record (unreadable ones are skipped with a warning).
     pub fn load_all(&self) -> Vec<PodRecord> {
         let dir = match self {

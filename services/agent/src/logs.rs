@@ -1,0 +1,380 @@
+//! Container logs for `kubectl logs`, served through the node's tunnel to the gateway
+//! (`AgentTunnel`): the gateway authorizes `pods/log`, sends the request down, and the
+//! agent streams the container's log file back.
+//!
+//! Logs are what the container wrote to stdout and stderr, one file per attempt,
+//! `<log-root>/<ns>_<pod>_<uid>/<container>/<restart>.log` (the kubelet's layout), so
+//! `previous` is the file before the newest. Lines carry no timestamps of their own.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use navarch_api::gateway::v1 as pb;
+use navarch_api::{ApiError, Reason};
+use navarch_gateway::Client;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::runtime::{ContainerRunState, ContainerRuntime};
+use crate::worker::record::RecordStore;
+
+const CHUNK: usize = 32 * 1024;
+/// How often a followed log is checked for growth.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+
+/// What log requests need from the node.
+#[derive(Clone)]
+pub struct LogSource {
+    pub log_root: PathBuf,
+    pub records: RecordStore,
+    pub runtime: Arc<dyn ContainerRuntime>,
+}
+
+fn waiting(req: &pb::PodLogsRequest) -> ApiError {
+    ApiError::bad_request(format!(
+        "container \"{}\" in pod \"{}\" is waiting to start: ContainerCreating",
+        req.container, req.name
+    ))
+}
+
+/// The attempts of a container that have a log, oldest first.
+fn attempts(dir: &Path) -> Vec<(u32, PathBuf)> {
+    let mut out: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let n = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((n, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The file a request reads: the newest attempt, or the one before for `previous`.
+fn log_file(root: &Path, req: &pb::PodLogsRequest) -> Result<(PathBuf, PathBuf), ApiError> {
+    let dir = root
+        .join(format!("{}_{}_{}", req.namespace, req.name, req.uid))
+        .join(&req.container);
+    let all = attempts(&dir);
+    let pick = if req.previous {
+        all.len().checked_sub(2).map(|i| all[i].1.clone())
+    } else {
+        all.last().map(|(_, p)| p.clone())
+    };
+    match pick {
+        Some(p) => Ok((dir, p)),
+        None if req.previous => Err(ApiError::bad_request(format!(
+            "previous terminated container \"{}\" in pod \"{}\" not found",
+            req.container, req.name
+        ))),
+        None => Err(waiting(req)),
+    }
+}
+
+/// Where reading starts so that only the last `lines` lines come out.
+fn tail_offset(file: &mut std::fs::File, lines: u64) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
+    if lines == 0 {
+        return Ok(len);
+    }
+    let mut pos = len;
+    let mut newlines = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    // A final newline ends the last line; it does not start another.
+    let mut skip_last = true;
+    while pos > 0 {
+        let n = (pos as usize).min(buf.len());
+        pos -= n as u64;
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf[..n])?;
+        for i in (0..n).rev() {
+            if buf[i] == b'\n' {
+                if skip_last && pos + i as u64 == len - 1 {
+                    skip_last = false;
+                    continue;
+                }
+                newlines += 1;
+                if newlines == lines {
+                    return Ok(pos + i as u64 + 1);
+                }
+            }
+            skip_last = false;
+        }
+    }
+    Ok(0)
+}
+
+impl LogSource {
+    /// Whether the container this log belongs to still runs (a followed log ends when it
+    /// stops, as with the kubelet).
+    async fn running(&self, req: &pb::PodLogsRequest) -> bool {
+        let Some(record) = self.records.load(&req.uid) else {
+            return false;
+        };
+        let id = record
+            .containers
+            .iter()
+            .chain(&record.init_containers)
+            .find(|c| c.name == req.container)
+            .and_then(|c| c.id.clone());
+        match id {
+            Some(id) => matches!(
+                self.runtime.container_status(&id).await.map(|s| s.state),
+                Ok(ContainerRunState::Running | ContainerRunState::Created)
+            ),
+            None => false,
+        }
+    }
+
+    /// Streams the log `req` asks for into `out` (chunks), until done or `out` closes.
+    pub async fn serve(
+        &self,
+        req: &pb::PodLogsRequest,
+        out: &mpsc::Sender<Vec<u8>>,
+    ) -> Result<(), ApiError> {
+        let (dir, path) = log_file(&self.log_root, req)?;
+        let io = |e: std::io::Error| ApiError::internal(format!("reading the log: {e}"));
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        let mut pos = match req.tail_lines {
+            Some(n) => tail_offset(&mut file, n.max(0) as u64).map_err(io)?,
+            None => 0,
+        };
+        let mut budget = req.limit_bytes.map(|n| n.max(0) as u64);
+        let newest = attempts(&dir).last().map(|(n, _)| *n);
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            file.seek(SeekFrom::Start(pos)).map_err(io)?;
+            loop {
+                let want = budget.map_or(CHUNK, |b| (b as usize).min(CHUNK));
+                if want == 0 {
+                    return Ok(());
+                }
+                let n = file.read(&mut buf[..want]).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                pos += n as u64;
+                if let Some(b) = &mut budget {
+                    *b -= n as u64;
+                }
+                if out.send(buf[..n].to_vec()).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !req.follow || req.previous {
+                return Ok(());
+            }
+            // Followed: wait for more, until the container stops (then drain what it
+            // wrote last) or a newer attempt starts.
+            let stopped =
+                !self.running(req).await || attempts(&dir).last().map(|(n, _)| *n) != newest;
+            if stopped {
+                let len = file.metadata().map_err(io)?.len();
+                if len <= pos {
+                    return Ok(());
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                _ = out.closed() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Keeps the node's tunnel to the gateway open (reconnecting with back-off) and serves
+/// the requests that come down it, each in its own task, until `stop`.
+pub fn spawn_tunnel(
+    client: Client,
+    node_name: String,
+    source: LogSource,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let served = tokio::select! {
+                r = run_tunnel(&client, &node_name, &source) => r,
+                _ = stop.changed() => return,
+            };
+            match served {
+                Ok(()) => delay = Duration::from_millis(200),
+                Err(error) => {
+                    tracing::debug!(node = %node_name, %error, "agent tunnel failed; retrying");
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    })
+}
+
+async fn run_tunnel(client: &Client, node: &str, source: &LogSource) -> Result<(), ApiError> {
+    let (up_tx, up_rx) = mpsc::channel::<pb::TunnelUp>(64);
+    up_tx
+        .send(pb::TunnelUp {
+            request_id: 0,
+            msg: Some(pb::tunnel_up::Msg::Hello(pb::TunnelHello {
+                node_name: node.to_string(),
+            })),
+        })
+        .await
+        .map_err(|_| ApiError::internal("tunnel closed"))?;
+    let mut down = client
+        .agent_tunnel(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+        .await?;
+    tracing::info!(node, "agent tunnel open");
+    let mut serving: HashMap<u64, JoinHandle<()>> = HashMap::new();
+    let result = loop {
+        let msg = match down.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(status) => {
+                break Err(ApiError::new(
+                    Reason::ServiceUnavailable,
+                    status.message().to_string(),
+                ));
+            }
+        };
+        serving.retain(|_, t| !t.is_finished());
+        let id = msg.request_id;
+        match msg.msg {
+            Some(pb::tunnel_down::Msg::Logs(req)) => {
+                let up = up_tx.clone();
+                let source = source.clone();
+                serving.insert(id, tokio::spawn(serve_one(source, id, req, up)));
+            }
+            Some(pb::tunnel_down::Msg::Cancel(_)) => {
+                if let Some(t) = serving.remove(&id) {
+                    t.abort();
+                }
+            }
+            None => {}
+        }
+    };
+    for (_, t) in serving {
+        t.abort();
+    }
+    result
+}
+
+async fn serve_one(
+    source: LogSource,
+    id: u64,
+    req: pb::PodLogsRequest,
+    up: mpsc::Sender<pb::TunnelUp>,
+) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(8);
+    let forward = {
+        let up = up.clone();
+        async move {
+            while let Some(data) = rx.recv().await {
+                let msg = pb::TunnelUp {
+                    request_id: id,
+                    msg: Some(pb::tunnel_up::Msg::Data(data)),
+                };
+                if up.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    let serve = async {
+        let r = source.serve(&req, &tx).await;
+        drop(tx);
+        r
+    };
+    let (result, ()) = tokio::join!(serve, forward);
+    let end = match result {
+        Ok(()) => pb::TunnelEnd::default(),
+        Err(e) => pb::TunnelEnd {
+            error: e.message.clone(),
+            reason: e.reason.as_str().to_string(),
+        },
+    };
+    let _ = up
+        .send(pb::TunnelUp {
+            request_id: id,
+            msg: Some(pb::tunnel_up::Msg::End(end)),
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn tail(text: &str, n: u64) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let mut f = std::fs::File::open(&p).unwrap();
+        let off = tail_offset(&mut f, n).unwrap() as usize;
+        text[off..].to_string()
+    }
+
+    #[test]
+    fn tail_lines_counts_like_kubectl() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a\nb\nc\n", 5), "a\nb\nc\n");
+        assert_eq!(tail("a\nb\nc\n", 0), "");
+        assert_eq!(tail("", 3), "");
+        let long: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(tail(&long, 2), "line 99998\nline 99999\n");
+    }
+
+    #[test]
+    fn previous_is_the_attempt_before_the_newest() {
+        let root = tempfile::tempdir().unwrap();
+        let req = pb::PodLogsRequest {
+            namespace: "default".into(),
+            name: "p".into(),
+            uid: "u1".into(),
+            container: "c".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            log_file(root.path(), &req).unwrap_err().reason,
+            Reason::BadRequest
+        );
+        let dir = root.path().join("default_p_u1/c");
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [0, 1, 10] {
+            std::fs::write(dir.join(format!("{n}.log")), "x").unwrap();
+        }
+        assert!(log_file(root.path(), &req).unwrap().1.ends_with("10.log"));
+        let prev = pb::PodLogsRequest {
+            previous: true,
+            ..req.clone()
+        };
+        assert!(log_file(root.path(), &prev).unwrap().1.ends_with("1.log"));
+        std::fs::remove_file(dir.join("0.log")).unwrap();
+        std::fs::remove_file(dir.join("1.log")).unwrap();
+        let e = log_file(root.path(), &prev).unwrap_err();
+        assert!(
+            e.message.contains("previous terminated container \"c\""),
+            "{}",
+            e.message
+        );
+    }
+}
