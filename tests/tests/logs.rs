@@ -147,4 +147,47 @@ fn kubectl_logs_reads_containers_through_the_node_tunnel() {
     // The oldest kubectl we support reads logs the same way.
     let old = Kubectl::new(KUBECTL_OLDEST, &navarch.kubeconfig).unwrap();
     assert_eq!(old.ok(&["logs", "counter", "--tail=2"]), "line 3\nlate\n");
+
+    // kubectl exec over WebSocket: output on stdout and stderr, the exit code passed on.
+    assert_eq!(
+        k.ok(&["exec", "two", "-c", "b", "--", "echo", "hi"]),
+        "hi\n"
+    );
+    let r = k.run(&[
+        "exec",
+        "counter",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert!(!r.ok);
+    assert_eq!(r.stdout, "out\n");
+    assert!(r.stderr.contains("err"), "{}", r.stderr);
+    assert!(r.stderr.contains("exit code 3"), "{}", r.stderr);
+    let code = k
+        .command(&["exec", "counter", "--", "sh", "-c", "exit 7"])
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(7), "kubectl exits with the command's code");
+    let err = k.fails(&["exec", "two", "-c", "nope", "--", "true"]);
+    assert!(
+        err.contains("container nope is not valid for pod two"),
+        "{err}"
+    );
+    // kubectl 1.29 speaks WebSocket when asked; older ones get a clear error.
+    let v129 = Kubectl::new(
+        "/usr/lib/google-cloud-sdk/bin/kubectl.1.29",
+        &navarch.kubeconfig,
+    )
+    .unwrap();
+    let r = v129.run_with(
+        &["exec", "counter", "--", "echo", "ws"],
+        None,
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "true")],
+    );
+    assert!(r.ok && r.stdout == "ws\n", "{r:?}");
+    let err = old.fails(&["exec", "counter", "--", "true"]);
+    assert!(err.contains("WebSocket"), "{err}");
 }

@@ -1,6 +1,6 @@
-//! Container logs for `kubectl logs`, served through the node's tunnel to the gateway
-//! (`AgentTunnel`): the gateway authorizes `pods/log`, sends the request down, and the
-//! agent streams the container's log file back.
+//! Container logs (`kubectl logs`) and commands (`kubectl exec`), served through the
+//! node's tunnel to the gateway (`AgentTunnel`): the gateway authorizes `pods/log` or
+//! `pods/exec`, sends the request down, and the agent streams the answer back.
 //!
 //! Logs are what the container wrote to stdout and stderr, one file per attempt,
 //! `<log-root>/<ns>_<pod>_<uid>/<container>/<restart>.log` (the kubelet's layout), so
@@ -115,7 +115,55 @@ fn tail_offset(file: &mut std::fs::File, lines: u64) -> std::io::Result<u64> {
     Ok(0)
 }
 
+/// The longest an exec may run.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
+
 impl LogSource {
+    /// The runtime's id of the container a request names, if it has one.
+    fn container_id(&self, uid: &str, container: &str) -> Option<String> {
+        self.records
+            .load(uid)?
+            .containers
+            .iter()
+            .chain(&self.records.load(uid)?.init_containers)
+            .find(|c| c.name == container)
+            .and_then(|c| c.id.clone())
+    }
+
+    /// Runs an exec to completion: (stdout, stderr, exit code).
+    pub async fn exec(
+        &self,
+        req: &pb::PodExecRequest,
+    ) -> Result<(Vec<u8>, Vec<u8>, i32), ApiError> {
+        if req.tty {
+            return Err(ApiError::bad_request(
+                "exec with a TTY is not supported by this node yet; run without -t",
+            ));
+        }
+        let not_running = || {
+            ApiError::bad_request(format!(
+                "unable to upgrade connection: container not found (\"{}\")",
+                req.container
+            ))
+        };
+        let id = self
+            .container_id(&req.uid, &req.container)
+            .ok_or_else(not_running)?;
+        let running = matches!(
+            self.runtime.container_status(&id).await.map(|s| s.state),
+            Ok(ContainerRunState::Running)
+        );
+        if !running {
+            return Err(not_running());
+        }
+        let out = self
+            .runtime
+            .exec_sync(&id, &req.command, EXEC_TIMEOUT)
+            .await
+            .map_err(|e| ApiError::internal(format!("exec in container {}: {e}", req.container)))?;
+        Ok((out.stdout, out.stderr, out.exit_code))
+    }
+
     /// Whether the container this log belongs to still runs (a followed log ends when it
     /// stops, as with the kubelet).
     async fn running(&self, req: &pb::PodLogsRequest) -> bool {
@@ -259,6 +307,11 @@ async fn run_tunnel(client: &Client, node: &str, source: &LogSource) -> Result<(
                 let source = source.clone();
                 serving.insert(id, tokio::spawn(serve_one(source, id, req, up)));
             }
+            Some(pb::tunnel_down::Msg::Exec(req)) => {
+                let up = up_tx.clone();
+                let source = source.clone();
+                serving.insert(id, tokio::spawn(exec_one(source, id, req, up)));
+            }
             Some(pb::tunnel_down::Msg::Cancel(_)) => {
                 if let Some(t) = serving.remove(&id) {
                     t.abort();
@@ -305,6 +358,7 @@ async fn serve_one(
         Err(e) => pb::TunnelEnd {
             error: e.message.clone(),
             reason: e.reason.as_str().to_string(),
+            exit_code: None,
         },
     };
     let _ = up
@@ -313,6 +367,40 @@ async fn serve_one(
             msg: Some(pb::tunnel_up::Msg::End(end)),
         })
         .await;
+}
+
+async fn exec_one(
+    source: LogSource,
+    id: u64,
+    req: pb::PodExecRequest,
+    up: mpsc::Sender<pb::TunnelUp>,
+) {
+    let msg = |m| pb::TunnelUp {
+        request_id: id,
+        msg: Some(m),
+    };
+    let end = match source.exec(&req).await {
+        Ok((stdout, stderr, code)) => {
+            for chunk in stdout.chunks(CHUNK) {
+                let _ = up.send(msg(pb::tunnel_up::Msg::Data(chunk.to_vec()))).await;
+            }
+            for chunk in stderr.chunks(CHUNK) {
+                let _ = up
+                    .send(msg(pb::tunnel_up::Msg::Stderr(chunk.to_vec())))
+                    .await;
+            }
+            pb::TunnelEnd {
+                exit_code: Some(code),
+                ..Default::default()
+            }
+        }
+        Err(e) => pb::TunnelEnd {
+            error: e.message.clone(),
+            reason: e.reason.as_str().to_string(),
+            exit_code: None,
+        },
+    };
+    let _ = up.send(msg(pb::tunnel_up::Msg::End(end))).await;
 }
 
 #[cfg(test)]

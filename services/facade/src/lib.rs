@@ -18,6 +18,7 @@
 pub mod apply;
 pub mod convert;
 pub mod discovery;
+pub mod exec;
 pub mod gateway;
 pub mod kubeconfig;
 pub mod logs;

@@ -119,6 +119,9 @@ async fn get(call: &Call<'_>) -> Result<Response, ApiError> {
     if t.subresource == "log" {
         return crate::logs::serve(call).await;
     }
+    if t.subresource == "exec" {
+        return crate::exec::serve(call).await;
+    }
     if AGENT_SUBRESOURCES.contains(&t.subresource.as_str()) {
         return agent_subresource(call).await;
     }
@@ -283,6 +286,7 @@ async fn create(call: &Call<'_>, body: Bytes) -> Result<Response, ApiError> {
     let t = &call.target;
     match t.subresource.as_str() {
         "" | "binding" | "eviction" => {}
+        "exec" => return crate::exec::refuse_spdy(call).await,
         s if AGENT_SUBRESOURCES.contains(&s) => return agent_subresource(call).await,
         "token" => {
             return Err(ApiError::new(

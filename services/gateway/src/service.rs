@@ -108,6 +108,35 @@ impl GatewayService {
         )
     }
 
+    /// The node, UID and container a pods/log or pods/exec request goes to.
+    async fn pod_target(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+        container: &str,
+    ) -> Result<(String, String, String), ApiError> {
+        let pod: navarch_api::core::v1::Pod =
+            self.registry.get(kind, namespace, name).await?.to_typed()?;
+        let container = log_container(&pod, container)?;
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled"
+                ))
+            })?;
+        let uid = pod
+            .metadata
+            .as_ref()
+            .and_then(|m| m.uid.clone())
+            .unwrap_or_default();
+        Ok((node, uid, container))
+    }
+
     fn finish<T>(
         &self,
         verb: &'static str,
@@ -237,6 +266,7 @@ fn warnings(unknown: Vec<String>) -> Vec<String> {
 
 type WatchResponseStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<pb::LogChunk, Status>> + Send>>;
+type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecChunk, Status>> + Send>>;
 type TunnelStream = Pin<Box<dyn Stream<Item = Result<pb::TunnelDown, Status>> + Send>>;
 
 /// The container `pods/log` reads: the one named, or the pod's only one. Errors read like
@@ -279,6 +309,65 @@ fn log_container(pod: &navarch_api::core::v1::Pod, wanted: &str) -> Result<Strin
 impl Gateway for GatewayService {
     type PodLogsStream = LogStream;
     type AgentTunnelStream = TunnelStream;
+    type PodExecStream = ExecStream;
+
+    async fn pod_exec(
+        &self,
+        req: Request<pb::PodExecRequest>,
+    ) -> Result<Response<Self::PodExecStream>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let mut r = req.into_inner();
+        let setup = async {
+            let user = user?;
+            let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
+            // As kube-apiserver: exec is a `create` on pods/exec, whatever the HTTP verb.
+            self.authorize(&user, "create", kind, "exec", &r.namespace, &r.name)?;
+            if r.command.is_empty() {
+                return Err(ApiError::bad_request("you must specify at least 1 command"));
+            }
+            let (node, uid, container) = self
+                .pod_target(kind, &r.namespace, &r.name, &r.container)
+                .await?;
+            r.container = container;
+            r.uid = uid;
+            if r.validate_only {
+                return Ok(None);
+            }
+            self.tunnels
+                .send(&node, pb::tunnel_down::Msg::Exec(r))
+                .await
+                .map(Some)
+        }
+        .await;
+        let request = match setup {
+            Ok(v) => v,
+            Err(e) => return self.finish("create", "pods", start, Err(e)),
+        };
+        let stream = futures::stream::unfold(request, |state| async move {
+            let mut request = state?;
+            let chunk = |stream, data| pb::ExecChunk {
+                stream,
+                data,
+                exit_code: None,
+            };
+            match request.answers.recv().await? {
+                Answer::Data(data) => Some((Ok(chunk(1, data)), Some(request))),
+                Answer::Stderr(data) => Some((Ok(chunk(2, data)), Some(request))),
+                Answer::End(Ok(code)) => Some((
+                    Ok(pb::ExecChunk {
+                        stream: 0,
+                        data: vec![],
+                        exit_code: Some(code.unwrap_or(0)),
+                    }),
+                    None,
+                )),
+                Answer::End(Err(e)) => Some((Err(Status::from(e)), None)),
+            }
+        });
+        let stream: ExecStream = Box::pin(stream);
+        self.finish("create", "pods", start, Ok(stream))
+    }
 
     async fn pod_logs(
         &self,
@@ -297,29 +386,14 @@ impl Gateway for GatewayService {
             if r.limit_bytes.is_some_and(|n| n <= 0) {
                 return Err(ApiError::bad_request("limitBytes must be greater than 0"));
             }
-            let pod: navarch_api::core::v1::Pod = self
-                .registry
-                .get(kind, &r.namespace, &r.name)
-                .await?
-                .to_typed()?;
-            r.container = log_container(&pod, &r.container)?;
-            let node = pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "container \"{}\" in pod \"{}\" is waiting to start: the pod is not scheduled",
-                        r.container, r.name
-                    ))
-                })?;
-            r.uid = pod
-                .metadata
-                .as_ref()
-                .and_then(|m| m.uid.clone())
-                .unwrap_or_default();
-            self.tunnels.pod_logs(&node, r).await
+            let (node, uid, container) = self
+                .pod_target(kind, &r.namespace, &r.name, &r.container)
+                .await?;
+            r.container = container;
+            r.uid = uid;
+            self.tunnels
+                .send(&node, pb::tunnel_down::Msg::Logs(r))
+                .await
         }
         .await;
         let request = match setup {
@@ -330,8 +404,10 @@ impl Gateway for GatewayService {
         let stream = futures::stream::unfold(Some(request), |state| async move {
             let mut request = state?;
             match request.answers.recv().await? {
-                Answer::Data(data) => Some((Ok(pb::LogChunk { data }), Some(request))),
-                Answer::End(Ok(())) => None,
+                Answer::Data(data) | Answer::Stderr(data) => {
+                    Some((Ok(pb::LogChunk { data }), Some(request)))
+                }
+                Answer::End(Ok(_)) => None,
                 Answer::End(Err(e)) => Some((Err(Status::from(e)), None)),
             }
         });

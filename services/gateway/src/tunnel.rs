@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 /// What an agent answered for one request: data, then at most one end.
 pub enum Answer {
     Data(Vec<u8>),
-    End(Result<(), ApiError>),
+    Stderr(Vec<u8>),
+    /// Done; an exec's exit code.
+    End(Result<Option<i32>, ApiError>),
 }
 
 struct Node {
@@ -110,7 +112,8 @@ impl Tunnels {
         };
         let answer = match up.msg {
             Some(pb::tunnel_up::Msg::Data(d)) => Answer::Data(d),
-            Some(pb::tunnel_up::Msg::End(e)) if e.error.is_empty() => Answer::End(Ok(())),
+            Some(pb::tunnel_up::Msg::Stderr(d)) => Answer::Stderr(d),
+            Some(pb::tunnel_up::Msg::End(e)) if e.error.is_empty() => Answer::End(Ok(e.exit_code)),
             Some(pb::tunnel_up::Msg::End(e)) => Answer::End(Err(ApiError::new(
                 Reason::parse(&e.reason).unwrap_or(Reason::InternalError),
                 e.error,
@@ -132,13 +135,9 @@ impl Tunnels {
         }
     }
 
-    /// Sends `logs` to `node`'s agent; the answers arrive on the returned channel. Dropping
-    /// the [`Request`] cancels it on the agent.
-    pub async fn pod_logs(
-        &self,
-        node: &str,
-        logs: pb::PodLogsRequest,
-    ) -> Result<Request, ApiError> {
+    /// Sends `msg` (logs or exec) to `node`'s agent; the answers arrive on the returned
+    /// channel. Dropping the [`Request`] cancels it on the agent.
+    pub async fn send(&self, node: &str, msg: pb::tunnel_down::Msg) -> Result<Request, ApiError> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(ANSWER_BUFFER);
         let down = {
@@ -159,7 +158,7 @@ impl Tunnels {
         let sent = down
             .send(pb::TunnelDown {
                 request_id: id,
-                msg: Some(pb::tunnel_down::Msg::Logs(logs)),
+                msg: Some(msg),
             })
             .await;
         if sent.is_err() {
