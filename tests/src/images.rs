@@ -94,6 +94,41 @@ fn go_arch() -> &'static str {
 /// A one-layer OCI image with busybox (`sh`, `httpd`, `nc`, `wget`, …), `PATH=/bin`, and
 /// `/www/index.html` saying "hello from navarch", pushed to `reference` over plain HTTP.
 pub async fn push_busybox(reference: &str) -> anyhow::Result<()> {
+    push_busybox_with(reference, &[]).await
+}
+
+/// A file to add to a test image: its path in the image and its contents.
+pub type ImageFile = (String, Vec<u8>);
+
+/// The dynamically linked program `bin` as `/bin/<name>` in an image, with the shared
+/// libraries `ldd` says it loads (at the same paths), and an `nsswitch.conf` sending host
+/// lookups to `/etc/hosts` then DNS, as on a Debian system.
+pub fn program_files(bin: &Path, name: &str) -> anyhow::Result<Vec<ImageFile>> {
+    let mut files = vec![(
+        format!("bin/{name}"),
+        std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?,
+    )];
+    let out = std::process::Command::new("ldd")
+        .arg(bin)
+        .output()
+        .context("running ldd")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux… (0x…)`.
+        let path = match line.split_once("=>") {
+            Some((_, right)) => right.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(path) = path.filter(|p| p.starts_with('/')) {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+            files.push((path.trim_start_matches('/').to_string(), bytes));
+        }
+    }
+    files.push(("etc/nsswitch.conf".into(), b"hosts: files dns\n".to_vec()));
+    Ok(files)
+}
+
+/// [`push_busybox`] with `extra` files added (directories are created as needed).
+pub async fn push_busybox_with(reference: &str, extra: &[ImageFile]) -> anyhow::Result<()> {
     let mut tar = tar::Builder::new(Vec::new());
     let dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str| {
         let mut h = header();
@@ -121,6 +156,24 @@ pub async fn push_busybox(reference: &str) -> anyhow::Result<()> {
         h.set_mode(0o777);
         h.set_size(0);
         tar.append_link(&mut h, format!("bin/{tool}"), "busybox")?;
+    }
+    let mut made: std::collections::BTreeSet<String> = ["bin", "etc", "www", "tmp"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for (path, bytes) in extra {
+        let parts: Vec<&str> = path.split('/').collect();
+        for i in 1..parts.len() {
+            let parent = parts[..i].join("/");
+            if made.insert(parent.clone()) {
+                dir(&mut tar, &parent)?;
+            }
+        }
+        let mut h = header();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o755);
+        h.set_size(bytes.len() as u64);
+        tar.append_data(&mut h, path, bytes.as_slice())?;
     }
     let page = b"hello from navarch\n";
     let mut h = header();

@@ -6,17 +6,24 @@
 //! scaling, a Service without endpoints refuses at once, a pod reaches the Service (and
 //! itself through it: hairpin), and stopping navarch removes every `NAVARCH-` chain.
 //!
+//! Cluster DNS in the same cluster: a client pod (our `podclient`, resolving through the C
+//! library and the pod's `resolv.conf`) reaches `http://web.default.svc.cluster.local` and
+//! `http://web` on all three pods, resolves a headless Service to its pods, StatefulSet pods
+//! by hostname, and a name outside the zone through the node's upstream (a fake resolver
+//! of the test's own on 127.0.0.1).
+//!
 //! Skipped (with a message) only when not root or runc is missing; the rest is installed by
 //! `.ci/test.sh`. Only loopback addresses, and a bridge, subnets and chains of its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use navarch_e2e::Navarch;
-use navarch_e2e::images::{Registry, push_busybox};
+use navarch_e2e::images::{Registry, program_files, push_busybox_with};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
 use navarch_e2e::runc::RuncLeftovers;
 
@@ -74,6 +81,126 @@ fn navarch_chains() -> String {
         }
     }
     all
+}
+
+/// A fake upstream resolver on 127.0.0.1: every A question gets 192.0.2.7 (a documentation
+/// address), others an empty answer; the names asked are recorded.
+fn fake_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sock.local_addr().unwrap();
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The question's name: labels from offset 12 up to the root label.
+            let (mut at, mut labels) = (12, vec![]);
+            while at < n && q[at] != 0 {
+                let len = q[at] as usize;
+                let Some(label) = q.get(at + 1..at + 1 + len) else {
+                    break;
+                };
+                labels.push(String::from_utf8_lossy(label).to_string());
+                at += 1 + len;
+            }
+            let end = at + 5;
+            if end > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([q[at + 1], q[at + 2]]);
+            log.lock().unwrap().push(labels.join("."));
+            let answers = u16::from(qtype == 1);
+            let mut reply = vec![q[0], q[1], 0x81, 0x80, 0, 1];
+            reply.extend(answers.to_be_bytes());
+            reply.extend([0, 0, 0, 0]);
+            reply.extend(&q[12..end]);
+            if answers == 1 {
+                reply.extend([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 7]);
+            }
+            let _ = sock.send_to(&reply, from);
+        }
+    });
+    (addr, asked)
+}
+
+const DNS_MANIFEST: &str = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-headless
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports:
+  - {name: http, port: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports:
+  - {name: pg, port: 5432}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: db
+spec:
+  serviceName: db
+  replicas: 2
+  selector:
+    matchLabels: {app: db}
+  template:
+    metadata:
+      labels: {app: db}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: db
+        image: IMAGE
+        imagePullPolicy: IfNotPresent
+        command: [sleep, "3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#;
+
+/// `podclient get URL COUNT` in the client pod: how many answers came from whom.
+fn fetch_from_client(k: &Kubectl, url: &str, count: usize) -> BTreeMap<String, usize> {
+    let out = k.ok(&[
+        "exec",
+        "client",
+        "--",
+        "podclient",
+        "get",
+        url,
+        &count.to_string(),
+    ]);
+    let mut seen = BTreeMap::new();
+    for line in out.lines() {
+        *seen.entry(line.trim().to_string()).or_default() += 1;
+    }
+    seen
+}
+
+/// `podclient resolve NAME` in the client pod: the addresses, or `None` if it fails.
+fn resolve_in_client(k: &Kubectl, name: &str) -> Option<BTreeSet<String>> {
+    let run = k.run(&["exec", "client", "--", "podclient", "resolve", name]);
+    run.ok
+        .then(|| run.stdout.split_whitespace().map(str::to_string).collect())
 }
 
 struct Up {
@@ -155,7 +282,13 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
     let work = tempfile::tempdir().unwrap();
     let registry = Registry::start(work.path()).unwrap();
     let image = registry.image("test/busybox:1");
-    push_busybox(&image).await.unwrap();
+    let client_files = program_files(
+        std::path::Path::new(env!("CARGO_BIN_EXE_podclient")),
+        "podclient",
+    )
+    .unwrap();
+    push_busybox_with(&image, &client_files).await.unwrap();
+    let (upstream, asked_upstream) = fake_upstream();
 
     let tag = format!("{:04x}", std::process::id() & 0xffff);
     let bridge = format!("nvs{tag}");
@@ -176,6 +309,8 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
         &cluster_cidr,
         "--service-cidr",
         &service_cidr,
+        "--dns-upstream",
+        &upstream.to_string(),
     ])
     .unwrap();
     let leftovers = RuncLeftovers {
@@ -289,8 +424,114 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
         );
     }
 
+    // Cluster DNS, from a client pod.
+    let dns = k.file("dns.yaml", &DNS_MANIFEST.replace("IMAGE", &image));
+    k.ok(&["apply", "-f", dns.to_str().unwrap()]);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "--timeout=60s",
+    ]);
+    let resolv = k.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    let lines: Vec<&str> = resolv.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("nameserver 10.{octet}.")) && l.ends_with(".1")),
+        "the node DNS on the pod bridge's gateway: {resolv}"
+    );
+    assert!(lines.contains(&"options ndots:5"), "{resolv}");
+    let by_fqdn = eventually(
+        "the Service by its DNS name from a pod",
+        Duration::from_secs(20),
+        || {
+            let seen = fetch_from_client(&k, "http://web.default.svc.cluster.local/", 300);
+            (seen.keys().cloned().collect::<BTreeSet<_>>() == pods).then_some(seen)
+        },
+    );
+    for (pod, n) in &by_fqdn {
+        assert!(*n >= 50, "{pod} answered {n} of 300: {by_fqdn:?}");
+    }
+    let by_short = fetch_from_client(&k, "http://web/", 30);
+    assert!(
+        by_short.keys().all(|p| pods.contains(p)) && by_short.values().sum::<usize>() == 30,
+        "http://web by the short name: {by_short:?}"
+    );
+    let want_ips: BTreeSet<String> = pod_ips.iter().cloned().collect();
+    assert_eq!(
+        resolve_in_client(&k, "web-headless"),
+        Some(want_ips),
+        "a headless Service resolves to its ready pods"
+    );
+    k.ok(&["rollout", "status", "statefulset/db", "--timeout=120s"]);
+    for pod in ["db-0", "db-1"] {
+        let ip = k.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+        let want = Some(BTreeSet::from([ip.trim().to_string()]));
+        eventually(
+            &format!("{pod}.db resolving"),
+            Duration::from_secs(10),
+            || (resolve_in_client(&k, &format!("{pod}.db")) == want).then_some(()),
+        );
+        assert_eq!(
+            resolve_in_client(&k, &format!("{pod}.db.default.svc.cluster.local")),
+            want
+        );
+    }
+    assert_eq!(
+        resolve_in_client(&k, "nothing-here.default.svc.cluster.local"),
+        None,
+        "an unknown name in the zone does not resolve"
+    );
+    assert_eq!(
+        resolve_in_client(&k, "outside.example"),
+        Some(BTreeSet::from(["192.0.2.7".to_string()])),
+        "a name outside the zone goes to the node's upstream"
+    );
+    assert!(
+        asked_upstream
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n == "outside.example"),
+        "the fake upstream was asked: {:?}",
+        asked_upstream.lock().unwrap()
+    );
+    assert!(
+        !asked_upstream
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.ends_with("cluster.local")),
+        "cluster names never leave the node: {:?}",
+        asked_upstream.lock().unwrap()
+    );
+
     // Scale to one: within a second of the endpoints changing, only it answers.
     k.ok(&["scale", "deployment/web", "--replicas=1"]);
+    let scaled = Instant::now();
+    let (to_one, answering) = eventually(
+        "one pod answering the client pod",
+        Duration::from_secs(10),
+        || {
+            let seen = fetch_from_client(&k, "http://web.default.svc.cluster.local/", 20);
+            (seen.len() == 1 && !seen.keys().any(|p| p.starts_with("ERR"))).then(|| {
+                (
+                    scaled.elapsed(),
+                    seen.into_keys().next().unwrap_or_default(),
+                )
+            })
+        },
+    );
+    eprintln!(
+        "scaled to one: every request from the pod reaches {answering} {to_one:?} after the scale"
+    );
+    assert!(to_one < Duration::from_secs(2), "{to_one:?}");
     let survivor = eventually("one pod left", Duration::from_secs(60), || {
         let names = k.ok(&[
             "get",
@@ -310,6 +551,7 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
             .collect();
         (bodies.len() == 1 && bodies.contains(&survivor)).then_some(())
     });
+    assert_eq!(answering, survivor);
 
     // No endpoints: refused at once, not a hang.
     let nobody = k.ok(&["get", "svc", "nobody", "-o", "jsonpath={.spec.clusterIP}"]);
@@ -329,12 +571,33 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
         http_get(vip).is_err().then_some(())
     });
     assert!(navarch_chains().contains("NAVARCH-SERVICES"));
+    let gone = eventually(
+        "web gone from the pod's view",
+        Duration::from_secs(10),
+        || {
+            let started = Instant::now();
+            let seen = fetch_from_client(&k, "http://web.default.svc.cluster.local/", 1);
+            seen.keys()
+                .all(|l| l.starts_with("ERR"))
+                .then(|| (started.elapsed(), seen))
+        },
+    );
+    eprintln!(
+        "deleted Service, from the pod: {:?} in {:?}",
+        gone.1, gone.0
+    );
+    assert!(
+        gone.0 < Duration::from_secs(2),
+        "failing takes {:?}",
+        gone.0
+    );
 
     // Clean stop: pods go first (so no container outlives the test), then every chain.
     k.ok(&[
         "delete",
-        "deployment",
-        "web",
+        "deployment/web",
+        "statefulset/db",
+        "pod/client",
         "--wait=true",
         "--timeout=60s",
     ]);

@@ -9,6 +9,7 @@
 //! from the pod records under `<data-dir>/pods`.
 
 pub mod api;
+pub mod dns;
 pub mod logs;
 pub mod machine;
 pub mod node;
@@ -44,6 +45,18 @@ pub enum AgentError {
     Api(#[from] navarch_api::ApiError),
 }
 
+/// Where a node's pods find the cluster DNS (`dnsPolicy: ClusterFirst`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClusterDns {
+    /// None: pods use the node's resolver, as the kubelet does without `--cluster-dns`.
+    #[default]
+    None,
+    /// These servers (the kubelet's `--cluster-dns`, e.g. a DNS Service's ClusterIP).
+    Servers(Vec<String>),
+    /// The node's own DNS on the pod bridge's gateway: the first address of the pod CIDR.
+    PodGateway,
+}
+
 /// What one agent needs.
 #[derive(Clone)]
 pub struct AgentConfig {
@@ -57,8 +70,8 @@ pub struct AgentConfig {
     pub sync_period: Duration,
     /// The node's address (InternalIP, hostIP); default: the machine's default-route source.
     pub node_ip: Option<IpAddr>,
-    /// Cluster DNS servers and domain for pods (empty until the DNS exists).
-    pub cluster_dns: Vec<String>,
+    /// Where pods find the cluster DNS, and its domain.
+    pub cluster_dns: ClusterDns,
     pub cluster_domain: String,
 }
 
@@ -76,7 +89,7 @@ impl AgentConfig {
             backoff: BackoffPolicy::default(),
             sync_period: Duration::from_secs(1),
             node_ip: None,
-            cluster_dns: vec![],
+            cluster_dns: ClusterDns::None,
             cluster_domain: "cluster.local".into(),
         }
     }
@@ -233,6 +246,7 @@ pub async fn start(
         options: config.node.clone(),
         runtime_version: runtime.version(),
     };
+    let (cidr_tx, pod_cidr) = watch::channel(None);
     let ctx = worker::WorkerContext {
         node_name: config.node_name.clone(),
         host_ips,
@@ -243,11 +257,11 @@ pub async fn start(
         volume_root: data_dir.join("volumes"),
         backoff: config.backoff,
         sync_period: config.sync_period,
-        dns_servers: config.cluster_dns.clone(),
+        cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),
+        pod_cidr: pod_cidr.clone(),
     };
     let (stop_tx, stop) = watch::channel(false);
-    let (cidr_tx, pod_cidr) = watch::channel(None);
     let mut tasks = vec![tokio::spawn(node_tasks(
         client.clone(),
         id,
@@ -360,8 +374,9 @@ pub async fn start_hollow_fleet(client: Client, config: HollowFleetConfig) -> Ru
             volume_root: std::env::temp_dir().join("navarch-hollow-volumes"),
             backoff: config.backoff,
             sync_period: config.sync_period,
-            dns_servers: vec![],
+            cluster_dns: ClusterDns::None,
             cluster_domain: "cluster.local".into(),
+            pod_cidr: watch::channel(None).1,
         };
         let rx = dispatcher.register(&name);
         let manager = pods::PodManager::new(ctx, stop.clone());

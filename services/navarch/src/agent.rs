@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use navarch_agent::runtime::process::ProcessRuntime;
 use navarch_agent::runtime::runc::{self, RuncConfig, RuncRuntime};
-use navarch_agent::{AgentConfig, ContainerRuntime, HollowFleetConfig, RunningAgent};
+use navarch_agent::{AgentConfig, ClusterDns, ContainerRuntime, HollowFleetConfig, RunningAgent};
 use navarch_api::core::v1::Taint;
 use navarch_gateway::Client;
 
@@ -53,6 +53,17 @@ pub struct NodeArgs {
     /// Registries reached over plain HTTP (those on 127.0.0.0/8 always are).
     #[arg(long = "insecure-registry")]
     pub insecure_registries: Vec<String>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// DNS servers for pods (`ClusterFirst`), like the kubelet's `--cluster-dns`. Default:
+    /// the node's own DNS on the pod bridge's gateway (runc runtime).
+    #[arg(long = "cluster-dns")]
+    pub cluster_dns: Vec<String>,
+    /// Resolvers the node's DNS forwards names outside the cluster domain to (`ip` or
+    /// `ip:port`). Default: the nameservers of the node's `/etc/resolv.conf`.
+    #[arg(long = "dns-upstream")]
+    pub dns_upstreams: Vec<String>,
     /// Also run this many simulated (hollow) nodes in this process.
     #[arg(long, default_value_t = 0)]
     pub hollow_nodes: usize,
@@ -121,6 +132,18 @@ fn taint(s: &str) -> anyhow::Result<Taint> {
     })
 }
 
+/// `ip` or `ip:port` (port 53 by default), `[v6]:port` too.
+fn upstream(s: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let ip: IpAddr = s
+        .trim_matches(['[', ']'])
+        .parse()
+        .with_context(|| format!("--dns-upstream {s:?} is not ip or ip:port"))?;
+    Ok(std::net::SocketAddr::new(ip, 53))
+}
+
 fn choose_runtime(
     args: &NodeArgs,
     data_dir: &Path,
@@ -184,8 +207,9 @@ impl LocalAgents {
     }
 }
 
-/// The node's packet path: the service proxy and the host-gw routes, started once the
-/// node has its pod CIDR and stopped (chains and routes removed) with the agent.
+/// The node's packet path: the service proxy, the host-gw routes and the node's DNS on the
+/// pod bridge's gateway, started once the node has its pod CIDR and stopped (chains and
+/// routes removed) with the agent.
 struct NodeNetworking {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -196,6 +220,7 @@ impl NodeNetworking {
         client: Client,
         node_name: String,
         network: ClusterNetwork,
+        dns: Option<navarch_dns::DnsConfig>,
         mut pod_cidr: tokio::sync::watch::Receiver<Option<String>>,
     ) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
@@ -220,9 +245,37 @@ impl NodeNetworking {
                     ..Default::default()
                 },
             );
-            let routes = navarch_proxy::RouteSync::start(client, node_name.clone());
+            let routes = navarch_proxy::RouteSync::start(client.clone(), node_name.clone());
             tracing::info!(node = %node_name, pod_cidr = ?cidr, cluster_cidr = %network.cluster_cidr, service_cidr = %network.service_cidr, "service proxy and pod routes started");
+            let dns = match (
+                dns,
+                cidr.as_deref().and_then(navarch_agent::dns::pod_gateway),
+            ) {
+                (Some(mut cfg), Some(gateway)) => {
+                    cfg.listen = vec![std::net::SocketAddr::new(gateway, 53)];
+                    if cfg.upstreams.is_empty() {
+                        cfg.upstreams = navarch_dns::server::upstreams_from_resolv_conf(
+                            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                            &cfg.listen,
+                        );
+                    }
+                    match navarch_dns::DnsServer::start(client, cfg.clone()).await {
+                        Ok(server) => {
+                            tracing::info!(node = %node_name, listen = ?cfg.listen, upstreams = ?cfg.upstreams, domain = %cfg.zone.domain, "node DNS started");
+                            Some(server)
+                        }
+                        Err(error) => {
+                            tracing::error!(node = %node_name, %error, "node DNS cannot start; pods' lookups will fail");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             let _ = stopped.await;
+            if let Some(dns) = dns {
+                dns.shutdown().await;
+            }
             routes.shutdown().await;
             proxy.shutdown().await;
         });
@@ -262,6 +315,7 @@ pub async fn start(
     config.node.capacity = pairs(&args.capacity, "capacity")?.into_iter().collect();
     config.node.max_pods = args.max_pods;
     config.node.pod_cidr = args.pod_cidr.clone();
+    config.cluster_domain = args.cluster_domain.clone();
     let wants_proxy = match args.proxy_mode.as_str() {
         "iptables" => true,
         "none" => false,
@@ -273,12 +327,38 @@ pub async fn start(
     if wants_proxy && !proxied && args.proxy_mode == "iptables" {
         anyhow::bail!("--proxy-mode iptables needs the runc runtime (root, iptables)");
     }
+    // The node runs its own DNS where its pods can reach it: the runc runtime's bridge.
+    let node_dns = args.cluster_dns.is_empty() && proxied;
+    config.cluster_dns = if !args.cluster_dns.is_empty() {
+        ClusterDns::Servers(args.cluster_dns.clone())
+    } else if node_dns {
+        ClusterDns::PodGateway
+    } else {
+        ClusterDns::None
+    };
+    let dns = node_dns
+        .then(|| -> anyhow::Result<_> {
+            Ok(navarch_dns::DnsConfig {
+                upstreams: args
+                    .dns_upstreams
+                    .iter()
+                    .map(|u| upstream(u))
+                    .collect::<Result<_, _>>()?,
+                zone: navarch_dns::ZoneConfig {
+                    domain: args.cluster_domain.clone(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+        })
+        .transpose()?;
     let agent = navarch_agent::start(client.clone(), config, runtime).await?;
     let network = proxied.then(|| {
         NodeNetworking::start(
             client.clone(),
             name.clone(),
             network.clone(),
+            dns,
             agent.pod_cidr(),
         )
     });

@@ -72,6 +72,8 @@ pub struct SandboxConfig {
     /// `/etc/hosts`, `/etc/resolv.conf` contents the containers should see (runc).
     pub dns_servers: Vec<String>,
     pub dns_searches: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
 }
 
 /// A sandbox as the runtime sees it.

@@ -50,9 +50,28 @@ pub struct WorkerContext {
     pub backoff: BackoffPolicy,
     /// Longest sleep between two syncs of a pod (the kubelet's relist period is 1 s).
     pub sync_period: Duration,
-    /// Cluster DNS for pods (`/etc/resolv.conf`), once it exists.
-    pub dns_servers: Vec<String>,
+    /// Where pods find the cluster DNS (`/etc/resolv.conf`), and its domain.
+    pub cluster_dns: crate::ClusterDns,
     pub cluster_domain: String,
+    /// The node's pod CIDR once assigned ([`crate::ClusterDns::PodGateway`] derives from it).
+    pub pod_cidr: watch::Receiver<Option<String>>,
+}
+
+impl WorkerContext {
+    /// The cluster DNS servers pods get now (empty: none, pods use the node's resolver).
+    pub fn cluster_dns_servers(&self) -> Vec<String> {
+        match &self.cluster_dns {
+            crate::ClusterDns::None => vec![],
+            crate::ClusterDns::Servers(s) => s.clone(),
+            crate::ClusterDns::PodGateway => self
+                .pod_cidr
+                .borrow()
+                .as_deref()
+                .and_then(crate::dns::pod_gateway)
+                .map(|ip| vec![ip.to_string()])
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A pod as the manager hands it to the worker: `None` once the API object is gone.
@@ -345,6 +364,18 @@ impl PodWorker {
                 }
             }
             let meta = pod.metadata.clone().unwrap_or_default();
+            let servers = self.ctx.cluster_dns_servers();
+            let resolv = crate::dns::pod_resolv_conf(
+                &spec,
+                &self.record.namespace,
+                &crate::dns::ClusterDnsView {
+                    servers: &servers,
+                    domain: &self.ctx.cluster_domain,
+                },
+                &crate::dns::ResolvConf::parse(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                ),
+            );
             let config = SandboxConfig {
                 name: self.record.name.clone(),
                 namespace: self.record.namespace.clone(),
@@ -358,17 +389,9 @@ impl PodWorker {
                 host_network: spec.host_network.unwrap_or(false),
                 labels: meta.labels.clone(),
                 log_directory: self.pod_log_dir(),
-                dns_servers: self.ctx.dns_servers.clone(),
-                dns_searches: if self.ctx.cluster_domain.is_empty() {
-                    vec![]
-                } else {
-                    let d = &self.ctx.cluster_domain;
-                    vec![
-                        format!("{}.svc.{d}", self.record.namespace),
-                        format!("svc.{d}"),
-                        d.clone(),
-                    ]
-                },
+                dns_servers: resolv.servers,
+                dns_searches: resolv.searches,
+                dns_options: resolv.options,
             };
             match self.ctx.runtime.run_pod_sandbox(&config).await {
                 Ok(sb) => {

@@ -37,8 +37,9 @@ fn harness() -> Harness {
             max: Duration::from_millis(600),
         },
         sync_period: Duration::from_secs(1),
-        dns_servers: vec![],
+        cluster_dns: crate::ClusterDns::None,
         cluster_domain: "cluster.local".into(),
+        pod_cidr: tokio::sync::watch::channel(None).1,
     };
     Harness {
         runtime,

@@ -359,19 +359,12 @@ fn pod_files(dir: &Path, cfg: &SandboxConfig, ips: &[String]) -> std::io::Result
         hosts.push_str(&format!("{ip}\t{}\n", cfg.hostname));
     }
     std::fs::write(dir.join("hosts"), hosts)?;
-    let resolv = if cfg.dns_servers.is_empty() {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-    } else {
-        let mut r = String::new();
-        if !cfg.dns_searches.is_empty() {
-            r.push_str(&format!("search {}\n", cfg.dns_searches.join(" ")));
-        }
-        for s in &cfg.dns_servers {
-            r.push_str(&format!("nameserver {s}\n"));
-        }
-        r.push_str("options ndots:5\n");
-        r
-    };
+    let resolv = crate::dns::ResolvConf {
+        servers: cfg.dns_servers.clone(),
+        searches: cfg.dns_searches.clone(),
+        options: cfg.dns_options.clone(),
+    }
+    .render();
     std::fs::write(dir.join("resolv.conf"), resolv)?;
     std::fs::write(dir.join("hostname"), format!("{}\n", cfg.hostname))
 }

@@ -1,0 +1,89 @@
+//! A small client the end-to-end tests put into pod images (busybox's `wget` crashes on
+//! every fetch here and cannot resolve names). Names go through the C library's resolver,
+//! so a pod's `/etc/resolv.conf` (search path, `ndots`, nameserver) is what is tested.
+//!
+//! - `podclient get URL COUNT`: COUNT `GET`s of `http://host[:port]/path`, one line per
+//!   request: the body's first line, or `ERR <what went wrong>`;
+//! - `podclient resolve NAME`: the addresses NAME resolves to, one per line (exit 1 if none).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn get(host: &str, port: u16, path: &str) -> Result<String, String> {
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .map_err(|e| format!("writing to {addr}: {e}"))?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply)
+        .map_err(|e| format!("reading from {addr}: {e}"))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .ok_or_else(|| format!("no HTTP reply from {addr}"))?;
+    Ok(body.lines().next().unwrap_or_default().trim().to_string())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["get", url, count] => {
+            let Some(rest) = url.strip_prefix("http://") else {
+                eprintln!("only http:// URLs");
+                return ExitCode::FAILURE;
+            };
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            let (host, port) = match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().unwrap_or(80)),
+                None => (authority, 80),
+            };
+            let count: usize = count.parse().unwrap_or(1);
+            let mut out = std::io::stdout().lock();
+            for _ in 0..count {
+                let line = get(host, port, path).unwrap_or_else(|e| format!("ERR {e}"));
+                let _ = writeln!(out, "{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        ["resolve", name] => match (*name, 0).to_socket_addrs() {
+            Ok(addrs) => {
+                let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+                ips.sort();
+                ips.dedup();
+                for ip in &ips {
+                    println!("{ip}");
+                }
+                if ips.is_empty() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("resolving {name}: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => {
+            eprintln!("usage: podclient get URL COUNT | podclient resolve NAME");
+            ExitCode::FAILURE
+        }
+    }
+}
