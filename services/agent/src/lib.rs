@@ -73,7 +73,13 @@ pub struct AgentConfig {
     /// Where pods find the cluster DNS, and its domain.
     pub cluster_dns: ClusterDns,
     pub cluster_domain: String,
+    /// Where pods reach a ClusterIP (service environment variables) when the node's proxy
+    /// serves it elsewhere (the userspace proxy's loopback stand-ins).
+    pub service_address: Option<ServiceAddress>,
 }
+
+/// A ClusterIP's stand-in address, where the node's proxy serves it instead.
+pub type ServiceAddress = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl AgentConfig {
     /// The kubelet's defaults for `node_name`, keeping state under `data_dir`.
@@ -91,6 +97,7 @@ impl AgentConfig {
             node_ip: None,
             cluster_dns: ClusterDns::None,
             cluster_domain: "cluster.local".into(),
+            service_address: None,
         }
     }
 }
@@ -260,6 +267,7 @@ pub async fn start(
         cluster_dns: config.cluster_dns.clone(),
         cluster_domain: config.cluster_domain.clone(),
         pod_cidr: pod_cidr.clone(),
+        service_address: config.service_address.clone(),
     };
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = vec![tokio::spawn(node_tasks(
@@ -377,6 +385,7 @@ pub async fn start_hollow_fleet(client: Client, config: HollowFleetConfig) -> Ru
             cluster_dns: ClusterDns::None,
             cluster_domain: "cluster.local".into(),
             pod_cidr: watch::channel(None).1,
+            service_address: None,
         };
         let rx = dispatcher.register(&name);
         let manager = pods::PodManager::new(ctx, stop.clone());

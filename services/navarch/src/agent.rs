@@ -41,7 +41,8 @@ pub struct NodeArgs {
     #[arg(long)]
     pub pod_cidr: Option<String>,
     /// The service proxy: `iptables` (kube-proxy's iptables mode; runc runtime, root),
-    /// `none`, or `auto` (iptables with the runc runtime, else none).
+    /// `userspace` (ClusterIPs served on loopback stand-ins, `127.64.0.0/10`; no root),
+    /// `none`, or `auto` (iptables with the runc runtime, userspace with the process one).
     #[arg(long, default_value = "auto")]
     pub proxy_mode: String,
     /// The Linux bridge the pods attach to (runc runtime).
@@ -194,12 +195,16 @@ fn choose_runtime(
 pub struct LocalAgents {
     agents: Vec<RunningAgent>,
     network: Option<NodeNetworking>,
+    userspace: Option<navarch_proxy::UserspaceProxy>,
 }
 
 impl LocalAgents {
     pub async fn shutdown(self) {
         if let Some(n) = self.network {
             n.shutdown().await;
+        }
+        if let Some(u) = self.userspace {
+            u.shutdown().await;
         }
         for a in self.agents {
             a.shutdown().await;
@@ -318,14 +323,26 @@ pub async fn start(
     config.cluster_domain = args.cluster_domain.clone();
     let wants_proxy = match args.proxy_mode.as_str() {
         "iptables" => true,
-        "none" => false,
+        "none" | "userspace" => false,
         "auto" => args.runtime != "process" && args.runtime != "hollow",
-        other => anyhow::bail!("unknown proxy mode {other:?} (iptables, none or auto)"),
+        other => {
+            anyhow::bail!("unknown proxy mode {other:?} (iptables, userspace, none or auto)")
+        }
     };
     let runtime = choose_runtime(args, &data_dir, wants_proxy)?;
     let proxied = wants_proxy && runtime.name() == "runc";
     if wants_proxy && !proxied && args.proxy_mode == "iptables" {
         anyhow::bail!("--proxy-mode iptables needs the runc runtime (root, iptables)");
+    }
+    // Without iptables (the process runtime), ClusterIPs are served on loopback.
+    let userspace = args.proxy_mode == "userspace"
+        || (args.proxy_mode == "auto" && runtime.name() == "process");
+    if userspace {
+        let cidr = network.service_cidr.clone();
+        config.service_address = Some(Arc::new(move |ip: &str| {
+            let ip = ip.parse().ok()?;
+            navarch_proxy::userspace::loopback_address(&cidr, ip).map(|l| l.to_string())
+        }));
     }
     // The node runs its own DNS where its pods can reach it: the runc runtime's bridge.
     let node_dns = args.cluster_dns.is_empty() && proxied;
@@ -353,6 +370,7 @@ pub async fn start(
         })
         .transpose()?;
     let agent = navarch_agent::start(client.clone(), config, runtime).await?;
+    let userspace_cidr = network.service_cidr.clone();
     let network = proxied.then(|| {
         NodeNetworking::start(
             client.clone(),
@@ -360,6 +378,16 @@ pub async fn start(
             network.clone(),
             dns,
             agent.pod_cidr(),
+        )
+    });
+    let userspace = userspace.then(|| {
+        tracing::info!(service_cidr = %userspace_cidr, loopback = %navarch_proxy::userspace::LOOPBACK_BASE, "userspace service proxy: ClusterIPs served on loopback stand-ins");
+        navarch_proxy::UserspaceProxy::start(
+            client.clone(),
+            navarch_proxy::UserspaceConfig {
+                service_cidr: userspace_cidr,
+                ..Default::default()
+            },
         )
     });
     let mut agents = vec![agent];
@@ -376,7 +404,11 @@ pub async fn start(
             .await,
         );
     }
-    Ok(LocalAgents { agents, network })
+    Ok(LocalAgents {
+        agents,
+        network,
+        userspace,
+    })
 }
 
 /// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.

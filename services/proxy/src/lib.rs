@@ -1,17 +1,20 @@
 //! The node service proxy (kube-proxy's iptables mode): every node agent runs one. It
 //! watches Services and EndpointSlices ([`proxier`]), turns them into chains ([`rules`],
 //! pure functions) and programs them atomically with `iptables-restore` ([`iptables`]).
-//! It also keeps the host-gw routes to the other nodes' pods ([`routes`]).
+//! It also keeps the host-gw routes to the other nodes' pods ([`routes`]). Nodes without
+//! root serve ClusterIPs from loopback stand-ins instead ([`userspace`]).
 
 pub mod iptables;
 pub mod proxier;
 pub mod routes;
 pub mod rules;
+pub mod userspace;
 
 pub use iptables::Iptables;
 pub use proxier::{Proxy, ProxyConfig};
 pub use routes::RouteSync;
 pub use rules::RulesConfig;
+pub use userspace::{UserspaceConfig, UserspaceProxy};
 
 /// The kernel settings the proxy's rules rely on, as kube-proxy sets them: bridged
 /// pod-to-pod traffic passes through iptables (`br_netfilter`; without it a pod reaching a

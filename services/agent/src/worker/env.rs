@@ -152,6 +152,7 @@ pub async fn container_env(
     container: &Container,
     pod_ip: &str,
     host_ip: &str,
+    service_address: Option<&crate::ServiceAddress>,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let ns = pod
         .metadata
@@ -174,6 +175,15 @@ pub async fn container_env(
         // The API's own Service is in every pod's environment; without it in-cluster
         // clients cannot find the API. A failure here is not worth failing the pod for.
         services.extend(api.services("default").await.unwrap_or_default());
+    }
+    if let Some(rewrite) = service_address {
+        for svc in &mut services {
+            if let Some(ip) = svc.spec.as_mut().and_then(|s| s.cluster_ip.as_mut())
+                && let Some(local) = rewrite(ip)
+            {
+                *ip = local;
+            }
+        }
     }
     let service_vars = service_env(&ns, links, &services);
     let mut order: Vec<String> = vec![];
@@ -423,7 +433,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let env: BTreeMap<_, _> = container_env(&api, &pod, &c, "10.0.0.2", "10.0.0.1")
+        let env: BTreeMap<_, _> = container_env(&api, &pod, &c, "10.0.0.2", "10.0.0.1", None)
             .await
             .unwrap()
             .into_iter()
@@ -497,7 +507,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let got = container_env(&api, &pod, &c, "10.0.0.1", "192.168.0.1")
+        let got = container_env(&api, &pod, &c, "10.0.0.1", "192.168.0.1", None)
             .await
             .unwrap();
         assert_eq!(

@@ -55,6 +55,8 @@ pub struct WorkerContext {
     pub cluster_domain: String,
     /// The node's pod CIDR once assigned ([`crate::ClusterDns::PodGateway`] derives from it).
     pub pod_cidr: watch::Receiver<Option<String>>,
+    /// Where pods reach a ClusterIP when not at the ClusterIP itself.
+    pub service_address: Option<crate::ServiceAddress>,
 }
 
 impl WorkerContext {
@@ -542,12 +544,14 @@ impl PodWorker {
             self.probes.clear();
             return;
         }
-        let host = self
-            .record
-            .sandbox
-            .as_ref()
-            .map(|s| self.ctx.runtime.probe_host(s))
-            .unwrap_or_else(|| "127.0.0.1".into());
+        // The kubelet probes the pod IP: a pod on the host's network (no IPs of its own)
+        // is probed at the node's address.
+        let host = match self.record.sandbox.as_ref() {
+            Some(s) if !s.ips.is_empty() => self.ctx.runtime.probe_host(s),
+            _ => Some(self.addresses().0)
+                .filter(|ip| !ip.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+        };
         for c in &spec.containers {
             let name = container_name(c);
             let Some(id) = self
@@ -718,7 +722,16 @@ impl PodWorker {
             Err(wait) => return Some(wait),
         };
         let (pod_ip, host_ip) = self.addresses();
-        let env = match env::container_env(self.ctx.api.as_ref(), pod, c, &pod_ip, &host_ip).await {
+        let env = match env::container_env(
+            self.ctx.api.as_ref(),
+            pod,
+            c,
+            &pod_ip,
+            &host_ip,
+            self.ctx.service_address.as_ref(),
+        )
+        .await
+        {
             Ok(env) => env,
             Err(e) => {
                 return Some(self.fail(init, &name, "CreateContainerConfigError", e.0));

@@ -40,6 +40,7 @@ fn harness() -> Harness {
         cluster_dns: crate::ClusterDns::None,
         cluster_domain: "cluster.local".into(),
         pod_cidr: tokio::sync::watch::channel(None).1,
+        service_address: None,
     };
     Harness {
         runtime,
