@@ -120,7 +120,12 @@ pub fn service_env(
     env
 }
 
-fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ip: &str) -> Result<String, EnvError> {
+pub(super) fn field_value(
+    pod: &Pod,
+    path: &str,
+    pod_ip: &str,
+    host_ip: &str,
+) -> Result<String, EnvError> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let keyed = |prefix: &str, map: &BTreeMap<String, String>| -> Option<String> {

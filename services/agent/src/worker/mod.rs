@@ -11,6 +11,7 @@ pub mod probe;
 pub mod record;
 pub mod state;
 pub mod status;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ use status::{ProbeView, StatusInputs, go_duration};
 
 /// Minimum grace period the kubelet gives a container (`minimumGracePeriodInSeconds`).
 pub const MIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often a running pod's ConfigMap/Secret volumes are compared with the API objects.
+const VOLUME_REFRESH: Duration = Duration::from_secs(2);
 
 /// What every worker of one agent shares.
 #[derive(Clone)]
@@ -95,6 +99,8 @@ pub struct PodWorker {
     latest: Option<Pod>,
     wake: Arc<Notify>,
     probes: HashMap<String, Probes>,
+    /// When the ConfigMap/Secret/downward API volumes were last brought up to date.
+    volumes_refreshed: Option<std::time::Instant>,
     last_published: Option<PodStatus>,
     /// Set when the pod's API object was deleted by us or seen gone.
     gone: bool,
@@ -130,6 +136,7 @@ impl PodWorker {
             latest: None,
             wake: Arc::new(Notify::new()),
             probes: HashMap::new(),
+            volumes_refreshed: None,
             last_published: None,
             gone: false,
         }
@@ -475,6 +482,7 @@ impl PodWorker {
         }
 
         if self.record.lifecycle == PodLifecycle::Running {
+            self.refresh_volumes(pod).await;
             let observed = self.observe().await;
             let mut finished = 0;
             for c in &spec.containers {
@@ -780,7 +788,13 @@ impl PodWorker {
             run_as_group: sc.run_as_group.or(psc.run_as_group).map(|g| g as u32),
             privileged: sc.privileged.unwrap_or(false),
             read_only_root_filesystem: sc.read_only_root_filesystem.unwrap_or(false),
-            mounts: self.mounts(pod, c),
+            mounts: match self.mounts(pod, c).await {
+                Ok(m) => m,
+                Err(message) => {
+                    tracing::warn!(pod = %self.pod_key(), container = %name, %message, "volume setup failed");
+                    return Some(self.fail(init, &name, "ContainerCreating", message));
+                }
+            },
         };
         let sandbox_id = self
             .record
@@ -841,8 +855,9 @@ impl PodWorker {
         (pod, host)
     }
 
-    /// Volume mounts the agent can serve: emptyDir and hostPath.
-    fn mounts(&self, pod: &Pod, c: &Container) -> Vec<Mount> {
+    /// Volume mounts the agent can serve: emptyDir, hostPath, and ConfigMap, Secret,
+    /// downward API and projected volumes (written here, kept up to date while running).
+    async fn mounts(&self, pod: &Pod, c: &Container) -> Result<Vec<Mount>, String> {
         let volumes = pod
             .spec
             .as_ref()
@@ -858,24 +873,85 @@ impl PodWorker {
                 continue;
             };
             let host_path = if v.empty_dir.is_some() {
-                let p = self.ctx.volume_root.join(&self.record.uid).join(&vname);
+                let p = self.volume_dir(&vname);
                 if let Err(error) = std::fs::create_dir_all(&p) {
                     tracing::warn!(pod = %self.pod_key(), volume = %vname, %error, "cannot create emptyDir");
                 }
                 p
             } else if let Some(h) = &v.host_path {
                 PathBuf::from(h.path.clone().unwrap_or_default())
+            } else if volumes::is_projected(v) {
+                self.write_volume(pod, v).await?
             } else {
                 tracing::debug!(pod = %self.pod_key(), volume = %vname, "volume type not served yet");
                 continue;
             };
+            // A subPath mounts one entry of the volume (it is not updated, as in Kubernetes).
+            let host_path = match m.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => host_path.join(sub),
+                None => host_path,
+            };
             out.push(Mount {
                 host_path,
                 container_path: m.mount_path.clone().unwrap_or_default(),
-                read_only: m.read_only.unwrap_or(false),
+                // ConfigMap, Secret, downward API and projected volumes are read-only.
+                read_only: m.read_only.unwrap_or(false) || volumes::is_projected(v),
             });
         }
-        out
+        Ok(out)
+    }
+
+    fn volume_dir(&self, name: &str) -> PathBuf {
+        self.ctx.volume_root.join(&self.record.uid).join(name)
+    }
+
+    /// Brings one ConfigMap/Secret/downward API/projected volume up to date; its directory.
+    async fn write_volume(
+        &self,
+        pod: &Pod,
+        v: &navarch_api::core::v1::Volume,
+    ) -> Result<PathBuf, String> {
+        let name = v.name.clone().unwrap_or_default();
+        let (pod_ip, _) = self.addresses();
+        let files = volumes::files(self.ctx.api.as_ref(), pod, v, &pod_ip)
+            .await
+            .unwrap_or_else(|| Ok(Default::default()))
+            .map_err(|e| format!("MountVolume.SetUp failed for volume {name:?} : {e}"))?;
+        let dir = self.volume_dir(&name);
+        match volumes::write_atomic(&dir, &files) {
+            Ok(true) => {
+                tracing::info!(pod = %self.pod_key(), volume = %name, files = files.len(), "volume contents written")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                return Err(format!(
+                    "MountVolume.SetUp failed for volume {name:?} : writing {}: {e}",
+                    dir.display()
+                ));
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Running pods see ConfigMap and Secret changes, as the kubelet's periodic sync does.
+    async fn refresh_volumes(&mut self, pod: &Pod) {
+        if self
+            .volumes_refreshed
+            .is_some_and(|t| t.elapsed() < VOLUME_REFRESH)
+        {
+            return;
+        }
+        self.volumes_refreshed = Some(std::time::Instant::now());
+        let volumes = pod
+            .spec
+            .as_ref()
+            .map(|s| s.volumes.clone())
+            .unwrap_or_default();
+        for v in volumes.iter().filter(|v| volumes::is_projected(v)) {
+            if let Err(message) = self.write_volume(pod, v).await {
+                tracing::warn!(pod = %self.pod_key(), %message, "volume refresh failed; keeping the old contents");
+            }
+        }
     }
 
     async fn pull_auth(&self, pod: &Pod) -> Option<PullAuth> {
