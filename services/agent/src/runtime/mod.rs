@@ -74,6 +74,20 @@ pub struct SandboxConfig {
     pub dns_searches: Vec<String>,
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// Host ports forwarded to the pod (containers' `hostPort`s), as CRI's `port_mappings`.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// One `hostPort`: traffic to `host_ip:host_port` (any local address when empty) goes to
+/// the pod's `container_port`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMapping {
+    pub host_port: u16,
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub host_ip: String,
 }
 
 /// A sandbox as the runtime sees it.

@@ -401,6 +401,20 @@ impl PodWorker {
                 dns_servers: resolv.servers,
                 dns_searches: resolv.searches,
                 dns_options: resolv.options,
+                port_mappings: spec
+                    .containers
+                    .iter()
+                    .flat_map(|c| &c.ports)
+                    .filter_map(|p| {
+                        let host_port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+                        Some(crate::runtime::PortMapping {
+                            host_port,
+                            container_port: u16::try_from(p.container_port?).ok()?,
+                            protocol: p.protocol.as_deref().unwrap_or("TCP").to_lowercase(),
+                            host_ip: p.host_ip.clone().unwrap_or_default(),
+                        })
+                    })
+                    .collect(),
             };
             match self.ctx.runtime.run_pod_sandbox(&config).await {
                 Ok(sb) => {

@@ -1,7 +1,8 @@
 //! The pod network through real CNI plugins, invoked as the CNI spec says: one process per
 //! plugin, parameters in `CNI_*` environment variables, the network config on stdin, the
 //! result on stdout. The agent generates its network list: `bridge` (with `host-local` IPAM)
-//! on a bridge and subnet it owns, plus `loopback` for `lo`.
+//! on a bridge and subnet it owns, `portmap` for pods with `hostPort`s, plus `loopback` for
+//! `lo`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,7 +10,7 @@ use std::process::Stdio;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use crate::runtime::{Result, RuntimeError};
+use crate::runtime::{PortMapping, Result, RuntimeError};
 
 /// The CNI spec version the generated configs use (containernetworking-plugins ≥ 1.0).
 pub const CNI_VERSION: &str = "1.0.0";
@@ -63,6 +64,37 @@ impl CniNetwork {
                 }
             }]
         })
+    }
+
+    /// The network list for one pod: [`Self::conflist`], plus `portmap` (DNAT from the host
+    /// ports, SNAT for hairpin and localhost) when it has host ports.
+    pub fn conflist_for(&self, ports: &[PortMapping]) -> Value {
+        let mut list = self.conflist();
+        if !ports.is_empty() {
+            let mappings: Vec<Value> = ports
+                .iter()
+                .map(|p| {
+                    let mut m = json!({
+                        "hostPort": p.host_port,
+                        "containerPort": p.container_port,
+                        "protocol": p.protocol,
+                    });
+                    if !p.host_ip.is_empty() {
+                        m["hostIP"] = json!(p.host_ip);
+                    }
+                    m
+                })
+                .collect();
+            if let Some(plugins) = list["plugins"].as_array_mut() {
+                plugins.push(json!({
+                    "type": "portmap",
+                    "capabilities": {"portMappings": true},
+                    "snat": true,
+                    "runtimeConfig": {"portMappings": mappings},
+                }));
+            }
+        }
+        list
     }
 
     fn loopback(&self) -> Value {
@@ -165,10 +197,15 @@ impl CniNetwork {
     }
 
     /// ADD: loopback, then the chain on `eth0`. Returns the final result (IPs).
-    pub async fn add(&self, container_id: &str, netns: &Path) -> Result<Value> {
+    pub async fn add(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        ports: &[PortMapping],
+    ) -> Result<Value> {
         self.invoke("ADD", container_id, netns, "lo", &self.loopback())
             .await?;
-        let list = self.conflist();
+        let list = self.conflist_for(ports);
         let mut prev: Option<Value> = None;
         for plugin in list["plugins"].as_array().cloned().unwrap_or_default() {
             let conf = self.plugin_config(&plugin, prev.as_ref());
@@ -177,7 +214,7 @@ impl CniNetwork {
                 Ok(r) => prev = Some(r),
                 Err(e) => {
                     // Undo what was done, so nothing (IP lease, veth) is leaked.
-                    let _ = self.del(container_id, netns, prev.as_ref()).await;
+                    let _ = self.del(container_id, netns, prev.as_ref(), ports).await;
                     return Err(e);
                 }
             }
@@ -186,8 +223,14 @@ impl CniNetwork {
     }
 
     /// DEL in reverse order (idempotent; works without the netns too).
-    pub async fn del(&self, container_id: &str, netns: &Path, prev: Option<&Value>) -> Result<()> {
-        let list = self.conflist();
+    pub async fn del(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        prev: Option<&Value>,
+        ports: &[PortMapping],
+    ) -> Result<()> {
+        let list = self.conflist_for(ports);
         let mut plugins = list["plugins"].as_array().cloned().unwrap_or_default();
         plugins.reverse();
         let netns_arg = if netns.exists() { netns } else { Path::new("") };
@@ -254,6 +297,18 @@ mod tests {
             "10.123.0.0/24"
         );
         assert_eq!(c["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
+        assert_eq!(n.conflist_for(&[])["plugins"].as_array().unwrap().len(), 1);
+        let with_ports = n.conflist_for(&[PortMapping {
+            host_port: 8080,
+            container_port: 80,
+            protocol: "tcp".into(),
+            host_ip: String::new(),
+        }]);
+        assert_eq!(with_ports["plugins"][1]["type"], "portmap");
+        assert_eq!(
+            with_ports["plugins"][1]["runtimeConfig"]["portMappings"][0],
+            json!({"hostPort": 8080, "containerPort": 80, "protocol": "tcp"})
+        );
         let conf = n.plugin_config(&c["plugins"][0], Some(&json!({"ips": []})));
         assert_eq!(conf["name"], "t");
         assert_eq!(conf["cniVersion"], CNI_VERSION);

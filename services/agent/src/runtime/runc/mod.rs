@@ -439,7 +439,7 @@ impl ContainerRuntime for RuncRuntime {
                 }
             };
             state.subnet = Some(network.subnet.clone());
-            match network.add(&id, &net).await {
+            match network.add(&id, &net, &config.port_mappings).await {
                 Ok(result) => {
                     state.status.ips = cni::result_ips(&result);
                     state.cni_result = Some(result);
@@ -458,7 +458,9 @@ impl ContainerRuntime for RuncRuntime {
             if state.network_attached
                 && let Ok(network) = self.network(state.subnet.as_deref())
             {
-                let _ = network.del(&id, &net, state.cni_result.as_ref()).await;
+                let _ = network
+                    .del(&id, &net, state.cni_result.as_ref(), &config.port_mappings)
+                    .await;
             }
             undo(self);
             return Err(e);
@@ -480,7 +482,12 @@ impl ContainerRuntime for RuncRuntime {
         if state.network_attached {
             let (net, _, _) = self.ns_paths(id);
             self.network(state.subnet.as_deref())?
-                .del(id, &net, state.cni_result.as_ref())
+                .del(
+                    id,
+                    &net,
+                    state.cni_result.as_ref(),
+                    &state.config.port_mappings,
+                )
                 .await?;
             state.network_attached = false;
         }

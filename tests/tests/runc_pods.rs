@@ -1,7 +1,9 @@
 //! ConfigMap, Secret, downward API and projected volumes on real containers: `navarch up
 //! --runtime runc` (no service proxy, so it runs beside the services test), a pod reading
 //! them through `kubectl exec`, a ConfigMap change reaching the running container, modes
-//! and read-only mounts, and a pod waiting for a missing ConfigMap until it exists.
+//! and read-only mounts, and a pod waiting for a missing ConfigMap until it exists; and a
+//! `hostPort` (the CNI `portmap` plugin) reachable on the node's address, its rules gone with
+//! the pod.
 //!
 //! Skipped (with a message) only when not root or runc is missing.
 
@@ -84,6 +86,77 @@ spec:
           name: creds
 "#;
 
+const HOSTPORT: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: httpd
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: [httpd, -f, -p, "8080", -h, /www]
+    ports:
+    - {containerPort: 8080, hostPort: HOSTPORT}
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+"#;
+
+fn http_get(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().expect("address");
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+fn nat_rules() -> String {
+    let out = Command::new("iptables")
+        .args(["-t", "nat", "-S"])
+        .output()
+        .expect("iptables");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The portmap plugin's shared chains stay after its last pod (as with any CNI runtime):
+/// the test removes them when no other pod's rules are left in them.
+fn remove_portmap_chains() {
+    if nat_rules().contains("CNI-DN-") {
+        return;
+    }
+    for (chain, from) in [
+        ("CNI-HOSTPORT-DNAT", &["PREROUTING", "OUTPUT"][..]),
+        ("CNI-HOSTPORT-SETMARK", &[][..]),
+        ("CNI-HOSTPORT-MASQ", &["POSTROUTING"][..]),
+    ] {
+        for parent in from {
+            for line in nat_rules().lines() {
+                if line.starts_with(&format!("-A {parent} "))
+                    && line.contains(&format!("-j {chain}"))
+                {
+                    // `-S` prints the rule shell-quoted (comments have spaces).
+                    let rule = line.trim_start_matches("-A ");
+                    let _ = Command::new("sh")
+                        .args(["-c", &format!("iptables -t nat -D {rule}")])
+                        .status();
+                }
+            }
+        }
+        let _ = Command::new("iptables")
+            .args(["-t", "nat", "-F", chain])
+            .status();
+        let _ = Command::new("iptables")
+            .args(["-t", "nat", "-X", chain])
+            .status();
+    }
+}
+
 const WAITER: &str = r#"
 apiVersion: v1
 kind: Pod
@@ -104,7 +177,7 @@ spec:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_map_secret_and_downward_volumes_in_runc_pods() {
+async fn volumes_and_host_ports_in_runc_pods() {
     if !is_root() || !has_runc() {
         eprintln!("SKIPPED volumes e2e: needs root and runc (see .ci/test.sh)");
         return;
@@ -215,14 +288,35 @@ async fn config_map_secret_and_downward_volumes_in_runc_pods() {
     ]);
     assert_eq!(k.ok(&["exec", "waiter", "--", "cat", "/etc/late/k"]), "v");
 
+    // A hostPort on the node's address (127.0.0.1 here), through portmap's DNAT.
+    let host_port = navarch_e2e::free_port().unwrap();
+    let web = k.file(
+        "web.yaml",
+        &HOSTPORT
+            .replace("IMAGE", &image)
+            .replace("HOSTPORT", &host_port.to_string()),
+    );
+    k.ok(&["apply", "-f", web.to_str().unwrap()]);
+    k.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"]);
+    let body = eventually("the hostPort answering", Duration::from_secs(10), || {
+        http_get(&format!("127.0.0.1:{host_port}")).ok()
+    });
+    assert_eq!(body, "hello from navarch\n");
+    assert!(nat_rules().contains(&format!("--dport {host_port}")));
+
     k.ok(&[
         "delete",
         "pod",
         "reader",
         "waiter",
+        "web",
         "--wait=true",
         "--timeout=60s",
     ]);
+    eventually("the hostPort's rules gone", Duration::from_secs(10), || {
+        (!nat_rules().contains(&format!("--dport {host_port}"))).then_some(())
+    });
+    remove_portmap_chains();
     let status = navarch.stop().unwrap();
     assert!(status.success(), "{status}: {}", navarch.log());
     drop(registry);
