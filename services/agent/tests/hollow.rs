@@ -1,5 +1,6 @@
-//! A fleet of hollow nodes in one process against one gateway: every node registers (with the
-//! hollow label) and heartbeats its Lease; a pod bound to one of them runs and is deleted.
+//! A fleet of 1,000 hollow nodes in one process against one gateway: every node registers
+//! (with the hollow label) and keeps renewing its Lease; a pod bound to one of them runs and
+//! is deleted.
 
 mod common;
 
@@ -11,7 +12,7 @@ use navarch_api::coordination::v1::Lease;
 use navarch_api::core::v1::{Container, Node, Pod};
 use navarch_gateway::client::ListParams;
 
-const NODES: usize = 200;
+const NODES: usize = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hollow_fleet_registers_heartbeats_and_runs_pods() {
@@ -53,22 +54,35 @@ async fn hollow_fleet_registers_heartbeats_and_runs_pods() {
         (ready == NODES).then_some(())
     })
     .await;
-    eventually("every hollow node has a Lease", || async {
+    let renewals = || async {
         let leases = client
             .list::<Lease>("kube-node-lease", &ListParams::default())
             .await
             .ok()?
             .items;
-        let n = leases
+        Some(
+            leases
+                .into_iter()
+                .filter_map(|l| {
+                    let name = l.metadata.and_then(|m| m.name)?;
+                    let renewed = l.spec.and_then(|s| s.renew_time)?;
+                    name.starts_with("hollow-").then_some((name, renewed))
+                })
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+    };
+    let first = eventually("every hollow node has a Lease", || async {
+        let r = renewals().await?;
+        (r.len() == NODES).then_some(r)
+    })
+    .await;
+    // Heartbeats keep coming: every Lease is renewed again (every 2 s here).
+    eventually("every hollow node renewing its Lease", || async {
+        let now = renewals().await?;
+        first
             .iter()
-            .filter(|l| {
-                l.metadata
-                    .as_ref()
-                    .and_then(|m| m.name.as_deref())
-                    .is_some_and(|n| n.starts_with("hollow-"))
-            })
-            .count();
-        (n == NODES).then_some(())
+            .all(|(name, at)| now.get(name).is_some_and(|t| t > at))
+            .then_some(())
     })
     .await;
 
