@@ -84,12 +84,31 @@ impl Navarch {
         Ok(n)
     }
 
+    /// `navarch server` (the control plane without a node) in a fresh temporary data
+    /// directory with `args`.
+    pub fn server_with_args(args: &[&str]) -> anyhow::Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().to_path_buf();
+        let mut n = Self::start_in(&dir, "server", &[], args)?;
+        n._tmp = Some(tmp);
+        Ok(n)
+    }
+
     fn up_in_with(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_in(data_dir, "up", env, args)
+    }
+
+    fn start_in(
+        data_dir: &Path,
+        command: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let connection = data_dir.join("connection.json");
         let _ = std::fs::remove_file(&connection);
         let log = std::fs::File::create(data_dir.with_extension("log")).context("log file")?;
         let child = Command::new(navarch_bin())
-            .args(["up", "--data-dir"])
+            .args([command, "--data-dir"])
             .arg(data_dir)
             .args(["--grpc-listen", "127.0.0.1:0"])
             .args(["--api-listen", "127.0.0.1:0"])
@@ -127,11 +146,11 @@ impl Navarch {
                 return Ok(n);
             }
             if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("navarch up exited early with {status}: {}", n.log());
+                bail!("navarch {command} exited early with {status}: {}", n.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("navarch up did not start within 30 s: {}", n.log())
+        bail!("navarch {command} did not start within 30 s: {}", n.log())
     }
 
     /// What the process logged so far.
