@@ -14,24 +14,7 @@ use navarch_e2e::Navarch;
 use navarch_e2e::images::{Registry, push_busybox};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
 use navarch_e2e::runc::RuncLeftovers;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use navarch_e2e::{eventually, has, is_root};
 
 const OBJECTS: &str = r#"
 apiVersion: v1
@@ -178,7 +161,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_and_host_ports_in_runc_pods() {
-    if !is_root() || !has_runc() {
+    if !is_root() || !has("runc") {
         eprintln!("SKIPPED volumes e2e: needs root and runc (see .ci/test.sh)");
         return;
     }
@@ -320,11 +303,4 @@ async fn volumes_and_host_ports_in_runc_pods() {
     let status = navarch.stop().unwrap();
     assert!(status.success(), "{status}: {}", navarch.log());
     drop(registry);
-}
-
-fn has_runc() -> bool {
-    Command::new("sh")
-        .args(["-c", "command -v runc"])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }

@@ -26,20 +26,7 @@ use navarch_e2e::Navarch;
 use navarch_e2e::images::{Registry, program_files, push_busybox_with};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
 use navarch_e2e::runc::RuncLeftovers;
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn has(bin: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {bin}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+use navarch_e2e::{eventually, has, is_root};
 
 /// `GET /` at `addr`: the body, or why not.
 fn http_get(addr: SocketAddr) -> Result<String, std::io::Error> {
@@ -53,17 +40,6 @@ fn http_get_path(addr: SocketAddr, path: &str) -> Result<String, std::io::Error>
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
-}
-
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn navarch_chains() -> String {

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
-use navarch_e2e::{Navarch, free_port};
+use navarch_e2e::{Navarch, eventually, free_port, is_root};
 
 fn http_get(addr: SocketAddr) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
@@ -38,17 +38,6 @@ fn spread(addr: SocketAddr, n: usize) -> BTreeMap<String, usize> {
         *seen.entry(body).or_default() += 1;
     }
     seen
-}
-
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn pod(name: &str, dir: &std::path::Path, ip: &str, port: u16) -> String {
@@ -140,13 +129,6 @@ impl Drop for NodeAddress {
             .args(["addr", "del", &self.0, "dev", "lo"])
             .status();
     }
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[test]
