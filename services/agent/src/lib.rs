@@ -15,6 +15,7 @@ pub mod machine;
 pub mod node;
 pub mod pods;
 pub mod runtime;
+pub mod usage;
 pub mod worker;
 
 use std::net::IpAddr;
@@ -76,6 +77,9 @@ pub struct AgentConfig {
     /// Where pods reach a ClusterIP (service environment variables) when the node's proxy
     /// serves it elsewhere (the userspace proxy's loopback stand-ins).
     pub service_address: Option<ServiceAddress>,
+    /// How often the node's and pods' resource usage is reported (metrics.k8s.io, `kubectl
+    /// top`, autoscaling); `None`: never.
+    pub metrics_interval: Option<Duration>,
 }
 
 /// A ClusterIP's stand-in address, where the node's proxy serves it instead.
@@ -98,6 +102,7 @@ impl AgentConfig {
             cluster_dns: ClusterDns::None,
             cluster_domain: "cluster.local".into(),
             service_address: None,
+            metrics_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -296,6 +301,17 @@ pub async fn start(
         stop.clone(),
     ));
     let manager = pods::PodManager::new(ctx, stop.clone());
+    if let Some(interval) = config.metrics_interval {
+        let reporter = usage::UsageReporter {
+            client: client.clone(),
+            node_name: config.node_name.clone(),
+            runtime: runtime.clone(),
+            records: manager.records(),
+            labels: manager.labels(),
+            interval,
+        };
+        tasks.push(tokio::spawn(reporter.run(stop.clone())));
+    }
     tasks.push(tokio::spawn(manager.run(rx)));
     tracing::info!(node = %config.node_name, runtime = runtime.name(), data_dir = %data_dir.display(), "agent started");
     Ok(RunningAgent {

@@ -227,6 +227,7 @@ struct WorkerHandle {
 /// cleans up pods that disappeared while the agent was away.
 pub struct PodManager {
     ctx: WorkerContext,
+    labels: crate::usage::PodLabels,
     workers: HashMap<String, WorkerHandle>,
     saved: HashMap<String, PodRecord>,
     synced: bool,
@@ -249,6 +250,7 @@ impl PodManager {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             ctx,
+            labels: Default::default(),
             workers: HashMap::new(),
             saved,
             synced: false,
@@ -256,6 +258,16 @@ impl PodManager {
             done_tx,
             done_rx,
         }
+    }
+
+    /// Where the pod records live.
+    pub fn records(&self) -> crate::worker::record::RecordStore {
+        self.ctx.records.clone()
+    }
+
+    /// The labels of the pods this manager runs, kept current (for the usage reports).
+    pub fn labels(&self) -> crate::usage::PodLabels {
+        self.labels.clone()
     }
 
     fn spawn(&mut self, record: PodRecord, first: PodUpdate) {
@@ -276,6 +288,12 @@ impl PodManager {
         let id = uid(&pod);
         if id.is_empty() || node_of(&pod) != self.ctx.node_name {
             return;
+        }
+        if let Some(m) = &pod.metadata {
+            self.labels
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id.clone(), m.labels.clone());
         }
         if let Some(w) = self.workers.get(&id) {
             let _ = w.tx.send(Some(pod));
@@ -350,6 +368,7 @@ impl PodManager {
                 },
                 Some(id) = self.done_rx.recv() => {
                     self.workers.remove(&id);
+                    self.labels.write().unwrap_or_else(|e| e.into_inner()).remove(&id);
                 }
                 _ = stop.changed() => break,
             }

@@ -978,7 +978,9 @@ mod tests {
 
     #[test]
     fn every_served_kind_has_a_table_entry() {
-        for kind in kinds::KINDS {
+        // The metrics.k8s.io kinds are served as JSON only (what `kubectl top` and the HPA
+        // ask for); every stored kind speaks Kubernetes' protobuf too.
+        for kind in kinds::KINDS.iter().filter(|k| !k.virtual_kind) {
             assert!(TABLE.contains_key(kind.message), "{}", kind.message);
         }
         for (api_version, kind) in [

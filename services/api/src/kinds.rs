@@ -115,12 +115,15 @@ kinds! {
     "coordination.k8s.io" "v1" Lease "leases" true [] [] status=false scale=false "navarch.api.coordination.v1.Lease" false;
     "discovery.k8s.io" "v1" EndpointSlice "endpointslices" true [] [] status=false scale=false "navarch.api.discovery.v1.EndpointSlice" false;
     "autoscaling" "v2" HorizontalPodAutoscaler "horizontalpodautoscalers" true ["hpa"] ["all"] status=true scale=false "navarch.api.autoscaling.v2.HorizontalPodAutoscaler" false;
+    "autoscaling" "v1" HorizontalPodAutoscaler "horizontalpodautoscalers" true ["hpa"] ["all"] status=true scale=false "navarch.api.autoscaling.v1.HorizontalPodAutoscaler" false;
     "rbac.authorization.k8s.io" "v1" Role "roles" true [] [] status=false scale=false "navarch.api.rbac.v1.Role" false;
     "rbac.authorization.k8s.io" "v1" ClusterRole "clusterroles" false [] [] status=false scale=false "navarch.api.rbac.v1.ClusterRole" false;
     "rbac.authorization.k8s.io" "v1" RoleBinding "rolebindings" true [] [] status=false scale=false "navarch.api.rbac.v1.RoleBinding" false;
     "rbac.authorization.k8s.io" "v1" ClusterRoleBinding "clusterrolebindings" false [] [] status=false scale=false "navarch.api.rbac.v1.ClusterRoleBinding" false;
     "scheduling.k8s.io" "v1" PriorityClass "priorityclasses" false ["pc"] [] status=false scale=false "navarch.api.scheduling.v1.PriorityClass" false;
     "policy" "v1" PodDisruptionBudget "poddisruptionbudgets" true ["pdb"] [] status=true scale=false "navarch.api.policy.v1.PodDisruptionBudget" false;
+    "metrics.k8s.io" "v1beta1" NodeMetrics "nodes" false [] [] status=false scale=false "navarch.api.metrics.v1beta1.NodeMetrics" true;
+    "metrics.k8s.io" "v1beta1" PodMetrics "pods" true [] [] status=false scale=false "navarch.api.metrics.v1beta1.PodMetrics" true;
 }
 
 /// The kind served at `group/version` under the plural name `resource`.

@@ -60,6 +60,11 @@ mod generated {
                     include!(concat!(env!("OUT_DIR"), "/navarch.api.meta.v1.rs"));
                 }
             }
+            pub mod metrics {
+                pub mod v1beta1 {
+                    include!(concat!(env!("OUT_DIR"), "/navarch.api.metrics.v1beta1.rs"));
+                }
+            }
             pub mod policy {
                 pub mod v1 {
                     include!(concat!(env!("OUT_DIR"), "/navarch.api.policy.v1.rs"));
@@ -94,6 +99,7 @@ pub use generated::navarch::api::*;
 pub use generated::navarch::gateway;
 
 pub mod codec;
+pub mod conversion;
 pub mod defaults;
 pub mod errors;
 pub mod k8s_wire;

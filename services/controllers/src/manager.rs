@@ -288,6 +288,7 @@ fn build_loops(config: &ManagerConfig, shared: &Arc<Shared>) -> Vec<Arc<dyn Cont
         ),
         (crate::serviceaccount::NAME, crate::serviceaccount::build),
         (crate::nodeipam::NAME, crate::nodeipam::build),
+        (crate::hpa::NAME, crate::hpa::build),
     ];
     all.iter()
         .filter(|(name, _)| config.enabled(name))

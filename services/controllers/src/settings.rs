@@ -30,6 +30,19 @@ pub struct Settings {
     pub node_cidr_mask_size: u8,
     /// How long an unobserved create/delete blocks its owner (expectations).
     pub expectations_timeout: Duration,
+    /// How often each HPA is evaluated (`--horizontal-pod-autoscaler-sync-period`).
+    pub hpa_sync_period: Duration,
+    /// How far back a scale-down looks for higher recommendations when the HPA's behavior
+    /// does not say (`--horizontal-pod-autoscaler-downscale-stabilization`).
+    pub hpa_downscale_stabilization: Duration,
+    /// Usage ratios this close to 1 change nothing (`--horizontal-pod-autoscaler-tolerance`).
+    pub hpa_tolerance: f64,
+    /// After a pod starts, how long its CPU counts only once it is ready
+    /// (`--horizontal-pod-autoscaler-cpu-initialization-period`).
+    pub hpa_cpu_initialization_period: Duration,
+    /// How long after start a not-ready pod is still taken as "becoming ready"
+    /// (`--horizontal-pod-autoscaler-initial-readiness-delay`).
+    pub hpa_initial_readiness_delay: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +59,11 @@ impl Default for Settings {
             cluster_cidr: "10.244.0.0/16".into(),
             node_cidr_mask_size: 24,
             expectations_timeout: Duration::from_secs(300),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
+            hpa_tolerance: 0.1,
+            hpa_cpu_initialization_period: Duration::from_secs(300),
+            hpa_initial_readiness_delay: Duration::from_secs(30),
         }
     }
 }

@@ -48,13 +48,10 @@ const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
-/// Groups whose kinds are read-only views computed on request rather than stored objects.
-///
-/// Hook for the resource-metrics API (`kubectl top`): once the kinds table gains
-/// `metrics.k8s.io/v1beta1` `NodeMetrics` (`nodes`, cluster-scoped) and `PodMetrics` (`pods`,
-/// namespaced), they appear in `/apis` and `/apis/metrics.k8s.io/v1beta1` through the generic
-/// code below, with only the verbs `get` and `list` (what metrics-server advertises and what
-/// `kubectl top` checks for). Nothing is emitted for the group until then.
+/// Groups whose kinds are read-only views computed on request rather than stored objects:
+/// the resource metrics API (`kubectl top`), `NodeMetrics` and `PodMetrics`, served from the
+/// gateway's memory with only the verbs `get` and `list` (what metrics-server advertises and
+/// what `kubectl top` checks for), and no storage version hash.
 const READ_ONLY_GROUPS: &[&str] = &["metrics.k8s.io"];
 
 /// `GET /version` (`k8s.io/apimachinery/pkg/version.Info`).
@@ -395,7 +392,12 @@ mod tests {
                 .unwrap_or_default();
             assert_eq!(categories, kind.categories, "{}", kind.plural);
             assert!(r["verbs"].as_array().unwrap().contains(&json!("get")));
-            assert!(r["storageVersionHash"].as_str().unwrap().len() == 12);
+            if READ_ONLY_GROUPS.contains(&kind.group) {
+                assert_eq!(r["verbs"], json!(["get", "list"]), "{}", kind.plural);
+                assert!(r.get("storageVersionHash").is_none());
+            } else {
+                assert!(r["storageVersionHash"].as_str().unwrap().len() == 12);
+            }
             if !kind.group.is_empty() {
                 let group = groups["groups"]
                     .as_array()
@@ -487,14 +489,26 @@ mod tests {
                 .iter()
                 .all(|g| g["name"] != "")
         );
-        // No metrics group until the kinds table has it.
-        assert!(
-            groups["groups"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|g| g["name"] != "metrics.k8s.io")
+        // The resource metrics API, as metrics-server registers it (`kubectl top` looks for it).
+        let metrics = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "metrics.k8s.io")
+            .expect("metrics.k8s.io in /apis");
+        assert_eq!(
+            metrics["preferredVersion"],
+            json!({"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"})
         );
+        // autoscaling/v2 is preferred, v1 served too.
+        let autoscaling = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "autoscaling")
+            .unwrap();
+        assert_eq!(autoscaling["preferredVersion"]["version"], "v2");
+        assert_eq!(autoscaling["versions"].as_array().unwrap().len(), 2);
         let gvs = group_versions();
         assert_eq!(gvs[0], ("", "v1"));
         assert!(gvs.contains(&("autoscaling", "v2")));

@@ -370,6 +370,80 @@ impl Client {
         Ok(())
     }
 
+    /// The `scale` subresource of a Deployment, ReplicaSet or StatefulSet (any kind with
+    /// [`KindInfo::scale`]).
+    pub async fn get_scale(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<navarch_api::autoscaling::v1::Scale, ApiError> {
+        let req = pb::GetRequest {
+            resource: resource(kind, "scale"),
+            namespace: namespace.into(),
+            name: name.into(),
+            accept: String::new(),
+        };
+        decode(
+            self.inner
+                .clone()
+                .get(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Writes `spec.replicas` through the `scale` subresource (a conflict if `scale` carries
+    /// a stale resourceVersion).
+    pub async fn update_scale(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        scale: &navarch_api::autoscaling::v1::Scale,
+    ) -> Result<navarch_api::autoscaling::v1::Scale, ApiError> {
+        let name = scale
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = pb::UpdateRequest {
+            resource: resource(kind, "scale"),
+            namespace: namespace.into(),
+            name,
+            object: Some(pb::RawObject {
+                api_version: "autoscaling/v1".into(),
+                kind: "Scale".into(),
+                raw: scale.encode_to_vec(),
+                content_type: content_type::PROTOBUF.into(),
+            }),
+            ..Default::default()
+        };
+        decode(
+            self.inner
+                .clone()
+                .update(req)
+                .await
+                .map_err(status)?
+                .into_inner()
+                .object,
+        )
+    }
+
+    /// Sends this node's resource usage (served as metrics.k8s.io until the next report).
+    pub async fn report_resource_usage(
+        &self,
+        report: pb::ResourceUsageReport,
+    ) -> Result<(), ApiError> {
+        self.inner
+            .clone()
+            .report_resource_usage(report)
+            .await
+            .map_err(status)?;
+        Ok(())
+    }
+
     /// Deletes; returns the object as the gateway last saw it (with a deletionTimestamp when
     /// the deletion is graceful).
     pub async fn delete<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ApiError> {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod filter;
 pub mod kubernetes_service;
 pub mod registry;
+pub mod resource_metrics;
 pub mod service;
 pub mod subresources;
 pub mod trace_links;

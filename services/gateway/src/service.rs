@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use navarch_api::codec::FieldValidation;
+use navarch_api::conversion;
 use navarch_api::gateway::v1 as pb;
 use navarch_api::gateway::v1::gateway_server::Gateway;
 use navarch_api::kinds::{self, KindInfo};
@@ -19,6 +20,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Attributes, Authorizer, UserInfo};
 use crate::filter::Filter;
 use crate::registry::{self, DeleteOptions, ListOptions, Registry, WriteOptions};
+use crate::resource_metrics::{self, ResourceMetrics};
 use crate::subresources;
 use crate::tunnel::{Answer, Tunnels};
 use crate::watch_cache::{CacheEvent, decode_event};
@@ -67,6 +69,7 @@ pub struct GatewayService {
     authorizer: Arc<dyn Authorizer>,
     metrics: ApiMetrics,
     tunnels: Tunnels,
+    usage: Arc<ResourceMetrics>,
 }
 
 impl GatewayService {
@@ -76,7 +79,14 @@ impl GatewayService {
             authorizer,
             metrics: ApiMetrics::new(),
             tunnels: Tunnels::default(),
+            usage: Arc::new(ResourceMetrics::default()),
         }
+    }
+
+    /// Serve metrics.k8s.io from `usage` (shared with whoever else needs the reports).
+    pub fn with_resource_metrics(mut self, usage: Arc<ResourceMetrics>) -> Self {
+        self.usage = usage;
+        self
     }
 
     fn user<T>(req: &Request<T>) -> Result<UserInfo, ApiError> {
@@ -192,6 +202,20 @@ fn resolve(resource: Option<&pb::Resource>) -> Result<(&'static KindInfo, String
     Ok((kind, r.subresource.clone()))
 }
 
+/// [`resolve`] for a write: the metrics.k8s.io kinds are read-only (405, as metrics-server
+/// answers).
+fn resolve_for_write(
+    resource: Option<&pb::Resource>,
+) -> Result<(&'static KindInfo, String), ApiError> {
+    let (kind, sub) = resolve(resource)?;
+    if resource_metrics::serves(kind) {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    Ok((kind, sub))
+}
+
 fn write_options(opts: Option<&pb::WriteOptions>) -> Result<WriteOptions, ApiError> {
     let Some(o) = opts else {
         return Ok(WriteOptions::default());
@@ -227,6 +251,18 @@ fn raw(obj: &Object, accept: &str) -> Result<pb::RawObject, ApiError> {
             accept.into()
         },
     })
+}
+
+/// [`raw`] of a stored object at the version the request named (`served`).
+fn raw_as(
+    obj: &Object,
+    served: &'static KindInfo,
+    accept: &str,
+) -> Result<pb::RawObject, ApiError> {
+    if std::ptr::eq(obj.kind, served) {
+        return raw(obj, accept);
+    }
+    raw(&conversion::to_served(obj.clone(), served)?, accept)
 }
 
 fn raw_json(
@@ -415,6 +451,43 @@ impl Gateway for GatewayService {
         self.finish("get", "pods", start, Ok(stream))
     }
 
+    async fn report_resource_usage(
+        &self,
+        req: Request<pb::ResourceUsageReport>,
+    ) -> Result<Response<pb::ResourceUsageAck>, Status> {
+        let start = Instant::now();
+        let user = Self::user(&req);
+        let r = req.into_inner();
+        let result = (|| {
+            let user = user?;
+            let node = r.node.ok_or_else(|| {
+                ApiError::bad_request("a usage report carries the node's NodeMetrics")
+            })?;
+            let name = node
+                .metadata
+                .as_ref()
+                .and_then(|m| m.name.clone())
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "metrics.k8s.io",
+                        "NodeMetrics",
+                        "",
+                        vec![navarch_api::errors::FieldError::required(
+                            "node.metadata.name",
+                            "",
+                        )],
+                    )
+                })?;
+            // As for the tunnel: whoever may write the node's status is its agent.
+            let kind = kinds::by_resource("", "v1", "nodes").expect("nodes are a kind");
+            self.authorize(&user, "update", kind, "status", "", &name)?;
+            self.usage.report(name, node, r.pods);
+            Ok(pb::ResourceUsageAck {})
+        })();
+        self.finish("create", "nodes.metrics.k8s.io", start, result)
+    }
+
     async fn agent_tunnel(
         &self,
         req: Request<tonic::Streaming<pb::TunnelUp>>,
@@ -469,9 +542,14 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, sub) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "get", kind, &sub, &r.namespace, &r.name)?;
-            let obj = self.registry.get(kind, &r.namespace, &r.name).await?;
+            let obj = if resource_metrics::serves(kind) && sub.is_empty() {
+                self.usage.get(kind, &r.namespace, &r.name)?
+            } else {
+                let stored = conversion::storage_kind(kind);
+                self.registry.get(stored, &r.namespace, &r.name).await?
+            };
             let object = match sub.as_str() {
-                "" | "status" => raw(&obj, &r.accept)?,
+                "" | "status" => raw_as(&obj, kind, &r.accept)?,
                 "scale" if kind.scale => raw_json(
                     "autoscaling/v1",
                     "Scale",
@@ -507,10 +585,24 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "list", kind, "", &r.namespace, "")?;
+            if resource_metrics::serves(kind) {
+                let filter = Filter::new(kind, &r.namespace, &r.label_selector, &r.field_selector)?;
+                return Ok(pb::ListResponse {
+                    items: self
+                        .usage
+                        .list(kind, &filter)?
+                        .iter()
+                        .map(|o| raw(o, &r.accept))
+                        .collect::<Result<_, _>>()?,
+                    resource_version: String::new(),
+                    r#continue: String::new(),
+                    remaining_item_count: None,
+                });
+            }
             let page = self
                 .registry
                 .list(
-                    kind,
+                    conversion::storage_kind(kind),
                     &r.namespace,
                     &ListOptions {
                         label_selector: r.label_selector.clone(),
@@ -526,7 +618,7 @@ impl Gateway for GatewayService {
                 items: page
                     .items
                     .iter()
-                    .map(|o| raw(o, &r.accept))
+                    .map(|o| raw_as(o, kind, &r.accept))
                     .collect::<Result<_, _>>()?,
                 resource_version: page.resource_version.to_string(),
                 r#continue: page.continue_token,
@@ -551,6 +643,11 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "watch", kind, "", &r.namespace, "")?;
+            if resource_metrics::serves(kind) {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
             let filter = Filter::new(kind, &r.namespace, &r.label_selector, &r.field_selector)?;
             let revision = match r.resource_version.as_str() {
                 "" | "0" => 0,
@@ -568,7 +665,8 @@ impl Gateway for GatewayService {
         let (tx, rx) = mpsc::channel(256);
         let watcher = Watcher {
             registry: self.registry.clone(),
-            kind,
+            kind: conversion::storage_kind(kind),
+            served: kind,
             namespace: r.namespace.clone(),
             filter,
             accept: r.accept.clone(),
@@ -608,16 +706,20 @@ impl Gateway for GatewayService {
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
-            let (kind, sub) = resolve(r.resource.as_ref())?;
+            let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
             let opts = write_options(r.options.as_ref())?;
             match sub.as_str() {
                 "" => {
                     self.authorize(&user, "create", kind, "", &r.namespace, "")?;
                     let (obj, unknown) =
                         decode_object(kind, r.object.as_ref(), opts.field_validation)?;
-                    let created = self.registry.create(kind, &r.namespace, obj, &opts).await?;
+                    let obj = conversion::to_storage(obj)?;
+                    let created = self
+                        .registry
+                        .create(obj.kind, &r.namespace, obj, &opts)
+                        .await?;
                     Ok(pb::ObjectResponse {
-                        object: Some(raw(&created, &r.accept)?),
+                        object: Some(raw_as(&created, kind, &r.accept)?),
                         warnings: warnings(unknown),
                     })
                 }
@@ -727,10 +829,19 @@ impl Gateway for GatewayService {
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
-            let (kind, sub) = resolve(r.resource.as_ref())?;
+            let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
             self.authorize(&user, "patch", kind, &sub, &r.namespace, &r.name)?;
             let opts = write_options(r.options.as_ref())?;
             match sub.as_str() {
+                "" | "status" if !std::ptr::eq(conversion::storage_kind(kind), kind) => {
+                    let patched = self
+                        .patch_converted(kind, &r, &opts, sub == "status")
+                        .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw_as(&patched, kind, &r.accept)?),
+                        warnings: vec![],
+                    })
+                }
                 "" | "status" => {
                     let patched = self
                         .registry
@@ -813,14 +924,19 @@ impl Gateway for GatewayService {
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
-            let (kind, _) = resolve(r.resource.as_ref())?;
+            let (kind, _) = resolve_for_write(r.resource.as_ref())?;
             self.authorize(&user, "delete", kind, "", &r.namespace, &r.name)?;
             let deleted = self
                 .registry
-                .delete(kind, &r.namespace, &r.name, &delete_options(&r)?)
+                .delete(
+                    conversion::storage_kind(kind),
+                    &r.namespace,
+                    &r.name,
+                    &delete_options(&r)?,
+                )
                 .await?;
             Ok(pb::ObjectResponse {
-                object: Some(raw(&deleted, &r.accept)?),
+                object: Some(raw_as(&deleted, kind, &r.accept)?),
                 warnings: vec![],
             })
         }
@@ -839,7 +955,7 @@ impl Gateway for GatewayService {
         let resource = resource_name(list.resource.as_ref());
         let result = async {
             let user = user?;
-            let (kind, _) = resolve(list.resource.as_ref())?;
+            let (kind, _) = resolve_for_write(list.resource.as_ref())?;
             self.authorize(&user, "deletecollection", kind, "", &list.namespace, "")?;
             let opts = r
                 .options
@@ -850,7 +966,7 @@ impl Gateway for GatewayService {
             let deleted = self
                 .registry
                 .delete_collection(
-                    kind,
+                    conversion::storage_kind(kind),
                     &list.namespace,
                     &ListOptions {
                         label_selector: list.label_selector.clone(),
@@ -863,7 +979,7 @@ impl Gateway for GatewayService {
             Ok(pb::DeleteCollectionResponse {
                 items: deleted
                     .iter()
-                    .map(|o| raw(o, &list.accept))
+                    .map(|o| raw_as(o, kind, &list.accept))
                     .collect::<Result<_, _>>()?,
             })
         }
@@ -890,6 +1006,45 @@ fn delete_options(r: &pb::DeleteRequest) -> Result<DeleteOptions, ApiError> {
 }
 
 impl GatewayService {
+    /// A patch on a version that is not the stored one: applied to the object as that
+    /// version shows it, then converted back and written with the read's resourceVersion
+    /// (a conflict if it changed in between, which clients retry).
+    async fn patch_converted(
+        &self,
+        kind: &'static KindInfo,
+        r: &pb::PatchRequest,
+        opts: &WriteOptions,
+        status: bool,
+    ) -> Result<Object, ApiError> {
+        use navarch_api::patch::{PatchOptions, PatchType, apply_patch};
+        let stored = conversion::storage_kind(kind);
+        let current = self.registry.get(stored, &r.namespace, &r.name).await?;
+        let current = conversion::to_served(current, kind)?;
+        let ptype = PatchType::from_content_type(&r.patch_type).ok_or_else(|| {
+            ApiError::new(
+                Reason::UnsupportedMediaType,
+                format!("unsupported patch type {:?}", r.patch_type),
+            )
+        })?;
+        let patched = apply_patch(
+            kind,
+            &current.to_json(),
+            ptype,
+            &r.patch,
+            &PatchOptions {
+                field_manager: opts.field_manager.clone(),
+                force: r.force,
+                now: String::new(),
+                subresource: status.then(|| "status".to_string()),
+            },
+        )?;
+        let (obj, _) = Object::from_json(kind, &patched, opts.field_validation)?;
+        let obj = conversion::to_storage(obj)?;
+        self.registry
+            .update(stored, &r.namespace, &r.name, obj, opts, status)
+            .await
+    }
+
     async fn do_update(
         &self,
         user: Result<UserInfo, ApiError>,
@@ -897,19 +1052,20 @@ impl GatewayService {
         forced_sub: Option<&str>,
     ) -> Result<pb::ObjectResponse, ApiError> {
         let user = user?;
-        let (kind, sub) = resolve(r.resource.as_ref())?;
+        let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
         let sub = forced_sub.map(str::to_string).unwrap_or(sub);
         self.authorize(&user, "update", kind, &sub, &r.namespace, &r.name)?;
         let opts = write_options(r.options.as_ref())?;
         match sub.as_str() {
             "" | "status" => {
                 let (obj, unknown) = decode_object(kind, r.object.as_ref(), opts.field_validation)?;
+                let obj = conversion::to_storage(obj)?;
                 let updated = self
                     .registry
-                    .update(kind, &r.namespace, &r.name, obj, &opts, sub == "status")
+                    .update(obj.kind, &r.namespace, &r.name, obj, &opts, sub == "status")
                     .await?;
                 Ok(pb::ObjectResponse {
-                    object: Some(raw(&updated, &r.accept)?),
+                    object: Some(raw_as(&updated, kind, &r.accept)?),
                     warnings: warnings(unknown),
                 })
             }
@@ -954,7 +1110,10 @@ impl GatewayService {
 /// One watch stream: initial state if asked, then changes, bookmarks, until the client goes.
 struct Watcher {
     registry: Arc<Registry>,
+    /// The stored version (what the store and the cache hold).
     kind: &'static KindInfo,
+    /// The version the client asked for (what it is sent).
+    served: &'static KindInfo,
     namespace: String,
     filter: Filter,
     accept: String,
@@ -971,7 +1130,7 @@ impl Watcher {
 
     /// [`Self::send`], carrying the trace context of the write that made the change.
     async fn send_linked(&self, event_type: &str, obj: &Object, traceparent: String) -> bool {
-        let event = match raw(obj, &self.accept) {
+        let event = match raw_as(obj, self.served, &self.accept) {
             Ok(o) => pb::WatchEvent {
                 r#type: event_type.into(),
                 object: Some(o),
@@ -1045,7 +1204,7 @@ impl Watcher {
             if self.send_initial_events
                 && self.allow_bookmarks
                 && !self
-                    .send("BOOKMARK", &subresources::bookmark(self.kind, last, true))
+                    .send("BOOKMARK", &subresources::bookmark(self.served, last, true))
                     .await
             {
                 return;
@@ -1099,7 +1258,7 @@ impl Watcher {
                     None => return,
                 },
                 _ = ticker.tick() => {
-                    if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.kind, last, false)).await { return; }
+                    if self.allow_bookmarks && !self.send("BOOKMARK", &subresources::bookmark(self.served, last, false)).await { return; }
                 }
                 _ = self.tx.closed() => return,
                 _ = self.registry.cache().closed() => return,

@@ -65,6 +65,10 @@ pub struct NodeArgs {
     /// `ip:port`). Default: the nameservers of the node's `/etc/resolv.conf`.
     #[arg(long = "dns-upstream")]
     pub dns_upstreams: Vec<String>,
+    /// How often the node's and its pods' resource usage is reported (`kubectl top`,
+    /// autoscaling); `0s` turns the reports off.
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    pub metrics_interval: std::time::Duration,
     /// Also run this many simulated (hollow) nodes in this process.
     #[arg(long, default_value_t = 0)]
     pub hollow_nodes: usize,
@@ -321,6 +325,7 @@ pub async fn start(
     config.node.max_pods = args.max_pods;
     config.node.pod_cidr = args.pod_cidr.clone();
     config.cluster_domain = args.cluster_domain.clone();
+    config.metrics_interval = (!args.metrics_interval.is_zero()).then_some(args.metrics_interval);
     let wants_proxy = match args.proxy_mode.as_str() {
         "iptables" => true,
         "none" | "userspace" => false,

@@ -46,6 +46,19 @@ pub struct ServerArgs {
     /// primary address.
     #[arg(long)]
     pub advertise_address: Option<std::net::IpAddr>,
+    /// How often each HorizontalPodAutoscaler is evaluated.
+    #[arg(long, default_value = "15s", value_parser = crate::parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How long a scale-down waits for lower recommendations when an HPA's behavior does not
+    /// say (Kubernetes' default: 5m).
+    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: std::time::Duration,
+    /// Usage ratios within this of 1 do not rescale.
+    #[arg(long, default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its CPU counts only once it is ready.
+    #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
+    pub horizontal_pod_autoscaler_cpu_initialization_period: std::time::Duration,
 }
 
 /// This machine's primary address: the source address of the default route (a UDP
@@ -180,6 +193,12 @@ pub async fn run(
         navarch_controllers::manager::default_identity(),
     );
     manager.settings.cluster_cidr = args.cluster_cidr.clone();
+    manager.settings.hpa_sync_period = args.horizontal_pod_autoscaler_sync_period;
+    manager.settings.hpa_downscale_stabilization =
+        args.horizontal_pod_autoscaler_downscale_stabilization;
+    manager.settings.hpa_tolerance = args.horizontal_pod_autoscaler_tolerance;
+    manager.settings.hpa_cpu_initialization_period =
+        args.horizontal_pod_autoscaler_cpu_initialization_period;
     let controllers = navarch_controllers::ControllerManager::start(manager);
     let channel = navarch_facade::gateway::channel(
         &navarch_facade::kubeconfig::server_url(gateway.addr),

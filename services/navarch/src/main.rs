@@ -85,6 +85,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Default data directory: `./navarch-data`.
+/// A duration flag: `15s`, `5m`, `1h30m` (Go-style, as the Kubernetes flags take them).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("invalid duration {s:?} (like 15s, 5m, 1h30m): {e}"))?;
+    std::time::Duration::try_from(d).map_err(|_| format!("duration {s:?} must not be negative"))
+}
+
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("navarch-data")
 }

@@ -83,6 +83,37 @@ fn proc_stat(pid: u32) -> Option<(char, u64, u64, u64)> {
     Some((state, utime, stime, start))
 }
 
+/// `pid` and every process below it (the container's process tree: the supervising shell,
+/// the command and whatever it started), from one scan of `/proc`.
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let ppid = text
+            .rfind(')')
+            .and_then(|i| text.get(i + 2..))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        if let Some(c) = children.get(&out[i]) {
+            out.extend(c);
+        }
+        i += 1;
+    }
+    out
+}
+
 fn pid(p: u32) -> Option<Pid> {
     Pid::from_raw(p as i32)
 }
@@ -497,19 +528,26 @@ impl ContainerRuntime for ProcessRuntime {
         let Some(p) = c.pid else {
             return Ok(ContainerStats::default());
         };
+        // The whole tree: the container's command runs under a supervising shell. (CPU of
+        // children that already exited is in their parent's cutime, which is not counted:
+        // short-lived helpers are missed, as they would be between two cgroup reads.)
         let ticks = rustix::param::clock_ticks_per_second().max(1);
-        let cpu = proc_stat(p)
-            .map(|(_, u, s, _)| (u + s) * 1_000_000_000 / ticks)
-            .unwrap_or(0);
-        let rss = std::fs::read_to_string(format!("/proc/{p}/statm"))
-            .ok()
-            .and_then(|t| {
-                t.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .unwrap_or(0)
-            * rustix::param::page_size() as u64;
+        let page = rustix::param::page_size() as u64;
+        let (mut cpu, mut rss) = (0u64, 0u64);
+        for p in process_tree(p) {
+            cpu += proc_stat(p)
+                .map(|(_, u, s, _)| (u + s) * 1_000_000_000 / ticks)
+                .unwrap_or(0);
+            rss += std::fs::read_to_string(format!("/proc/{p}/statm"))
+                .ok()
+                .and_then(|t| {
+                    t.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+                .unwrap_or(0)
+                * page;
+        }
         Ok(ContainerStats {
             cpu_usage_nanos: cpu,
             memory_working_set_bytes: rss,

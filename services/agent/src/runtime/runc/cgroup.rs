@@ -93,7 +93,8 @@ impl ContainerCgroup {
         }
     }
 
-    /// Memory in use (bytes) and CPU time used (ns).
+    /// Memory working set (bytes: usage minus inactive file pages, as the kubelet counts it)
+    /// and CPU time used (ns).
     pub fn usage(&self) -> (u64, u64) {
         let read = |p: PathBuf| -> u64 {
             std::fs::read_to_string(p)
@@ -101,9 +102,18 @@ impl ContainerCgroup {
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0)
         };
+        let stat = |p: PathBuf, key: &str| -> u64 {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
         match detect() {
             CgroupVersion::V1 => {
-                let mem = read(self.memory_dir().join("memory.usage_in_bytes"));
+                let dir = self.memory_dir();
+                let mem = read(dir.join("memory.usage_in_bytes"))
+                    .saturating_sub(stat(dir.join("memory.stat"), "total_inactive_file "));
                 let cpu = read(
                     Path::new(ROOT)
                         .join("cpuacct")
@@ -114,7 +124,8 @@ impl ContainerCgroup {
             }
             CgroupVersion::V2 => {
                 let dir = Path::new(ROOT).join(self.rel());
-                let mem = read(dir.join("memory.current"));
+                let mem = read(dir.join("memory.current"))
+                    .saturating_sub(stat(dir.join("memory.stat"), "inactive_file "));
                 let cpu = std::fs::read_to_string(dir.join("cpu.stat"))
                     .unwrap_or_default()
                     .lines()
