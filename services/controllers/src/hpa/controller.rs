@@ -191,6 +191,7 @@ pub fn pod_metric(m: &PodMetrics, resource: &str) -> Option<PodMetric> {
 }
 
 /// A `type: Resource` metric, as the loop understands it.
+#[derive(Debug)]
 struct ResourceMetric {
     name: String,
     target: Target,
@@ -709,5 +710,231 @@ async fn compute_replicas(
         } else {
             errors.join("; ")
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use navarch_api::core::v1::{
+        Container, PodCondition, PodSpec, PodStatus, ResourceRequirements,
+    };
+    use navarch_api::meta::v1::ObjectMeta;
+    use navarch_api::metrics::v1beta1::ContainerMetrics;
+    use std::time::Duration;
+
+    const READINESS: Readiness = Readiness {
+        cpu_initialization_period: Duration::from_secs(300),
+        initial_readiness_delay: Duration::from_secs(30),
+    };
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn pod(phase: &str, ready: Option<(&str, &str)>, start: &str, cpu: &[&str]) -> Pod {
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: Some("p".into()),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                containers: cpu
+                    .iter()
+                    .map(|c| Container {
+                        resources: Some(ResourceRequirements {
+                            requests: if c.is_empty() {
+                                Default::default()
+                            } else {
+                                [("cpu".to_string(), QuantityPb { value: (*c).into() })].into()
+                            },
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                start_time: Some(start.into()),
+                conditions: ready
+                    .map(|(status, at)| PodCondition {
+                        r#type: Some("Ready".into()),
+                        status: Some(status.into()),
+                        last_transition_time: Some(at.into()),
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn metric(usage: i64, at: &str) -> PodMetric {
+        PodMetric {
+            usage,
+            timestamp: Some(ts(at)),
+            window: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn pods_are_grouped_as_kubernetes_does() {
+        let now = ts("2026-01-01T00:10:00Z");
+        let m = metric(50, "2026-01-01T00:09:55Z");
+        let sample = |p: &Pod, r: &str| pod_sample(p, Some(&m), r, READINESS, now);
+        // Ready long ago: counted.
+        let ready = pod(
+            "Running",
+            Some(("True", "2026-01-01T00:00:10Z")),
+            "2026-01-01T00:00:00Z",
+            &["100m"],
+        );
+        assert_eq!(
+            sample(&ready, "cpu"),
+            Some(PodSample {
+                usage: Some(50),
+                request: 100,
+                ready: true
+            })
+        );
+        // Deleting and finished pods are ignored.
+        let mut deleting = ready.clone();
+        deleting.metadata.as_mut().unwrap().deletion_timestamp =
+            Some("2026-01-01T00:09:00Z".into());
+        assert_eq!(sample(&deleting, "cpu"), None);
+        let failed = pod("Failed", None, "2026-01-01T00:00:00Z", &["100m"]);
+        assert_eq!(sample(&failed, "cpu"), None);
+        // Pending: unready for every resource.
+        let pending = pod("Pending", None, "2026-01-01T00:09:00Z", &["100m"]);
+        assert!(!sample(&pending, "cpu").unwrap().ready);
+        assert!(!sample(&pending, "memory").unwrap().ready);
+        // Within the CPU initialization period: ready only if the sample came after readiness.
+        let young = pod(
+            "Running",
+            Some(("True", "2026-01-01T00:09:50Z")),
+            "2026-01-01T00:09:00Z",
+            &["100m"],
+        );
+        assert!(
+            !sample(&young, "cpu").unwrap().ready,
+            "sampled during the readiness transition"
+        );
+        let young_ok = pod(
+            "Running",
+            Some(("True", "2026-01-01T00:09:30Z")),
+            "2026-01-01T00:09:00Z",
+            &["100m"],
+        );
+        assert!(sample(&young_ok, "cpu").unwrap().ready);
+        let young_unready = pod(
+            "Running",
+            Some(("False", "2026-01-01T00:09:10Z")),
+            "2026-01-01T00:09:00Z",
+            &["100m"],
+        );
+        assert!(!sample(&young_unready, "cpu").unwrap().ready);
+        // Memory does not care about readiness.
+        assert!(sample(&young_unready, "memory").unwrap().ready);
+        // Past the initialization period: unready only if it never became ready after start.
+        let never = pod(
+            "Running",
+            Some(("False", "2026-01-01T00:00:05Z")),
+            "2026-01-01T00:00:00Z",
+            &["100m"],
+        );
+        assert!(!sample(&never, "cpu").unwrap().ready);
+        let went_unready = pod(
+            "Running",
+            Some(("False", "2026-01-01T00:05:00Z")),
+            "2026-01-01T00:00:00Z",
+            &["100m"],
+        );
+        assert!(sample(&went_unready, "cpu").unwrap().ready);
+        // No metrics: usage None, still a pod.
+        assert_eq!(
+            pod_sample(&ready, None, "cpu", READINESS, now)
+                .unwrap()
+                .usage,
+            None
+        );
+    }
+
+    #[test]
+    fn requests_and_usage_are_summed_over_containers() {
+        let two = pod("Running", None, "2026-01-01T00:00:00Z", &["100m", "0.5"]);
+        assert_eq!(pod_request(&two, "cpu"), 600);
+        let missing = pod("Running", None, "2026-01-01T00:00:00Z", &["100m", ""]);
+        assert_eq!(pod_request(&missing, "cpu"), 0);
+        let m = PodMetrics {
+            timestamp: Some("2026-01-01T00:00:00Z".into()),
+            window: Some("10.5s".into()),
+            containers: ["250000000n", "5m"]
+                .iter()
+                .map(|c| ContainerMetrics {
+                    name: Some("c".into()),
+                    usage: [
+                        ("cpu".to_string(), QuantityPb { value: (*c).into() }),
+                        (
+                            "memory".to_string(),
+                            QuantityPb {
+                                value: "1Mi".into(),
+                            },
+                        ),
+                    ]
+                    .into(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let cpu = pod_metric(&m, "cpu").unwrap();
+        assert_eq!(cpu.usage, 255);
+        assert_eq!(cpu.window, Duration::from_millis(10_500));
+        assert_eq!(pod_metric(&m, "memory").unwrap().usage, 2 * 1024 * 1024);
+        assert_eq!(pod_metric(&m, "ephemeral-storage"), None);
+    }
+
+    #[test]
+    fn only_resource_metrics_with_known_targets_are_understood() {
+        let spec = |t: &str, util: Option<i32>, value: Option<&str>| MetricSpec {
+            r#type: Some(t.into()),
+            resource: Some(navarch_api::autoscaling::v2::ResourceMetricSource {
+                name: Some("memory".into()),
+                target: Some(navarch_api::autoscaling::v2::MetricTarget {
+                    r#type: Some(
+                        if util.is_some() {
+                            "Utilization"
+                        } else {
+                            "AverageValue"
+                        }
+                        .into(),
+                    ),
+                    average_utilization: util,
+                    average_value: value.map(|v| QuantityPb { value: v.into() }),
+                    value: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        assert!(matches!(
+            resource_metric(&spec("Resource", Some(60), None))
+                .unwrap()
+                .target,
+            Target::Utilization(60)
+        ));
+        assert!(matches!(
+            resource_metric(&spec("Resource", None, Some("100Mi"))).unwrap().target,
+            Target::AverageValue(v) if v == 100 * 1024 * 1024
+        ));
+        assert!(
+            resource_metric(&spec("External", Some(1), None))
+                .unwrap_err()
+                .contains("External is not supported")
+        );
+        assert_eq!(format_usage(0, "cpu"), "0");
+        assert_eq!(format_usage(250, "cpu"), "250m");
     }
 }
