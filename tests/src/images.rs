@@ -149,7 +149,7 @@ pub async fn push_busybox_with(reference: &str, extra: &[ImageFile]) -> anyhow::
     tar.append_data(&mut h, "bin/busybox", busybox.as_slice())?;
     for tool in [
         "sh", "httpd", "echo", "sleep", "cat", "ls", "dd", "head", "true", "false", "nc", "wget",
-        "hostname", "nslookup",
+        "hostname", "nslookup", "touch", "rm", "[", "test",
     ] {
         let mut h = header();
         h.set_entry_type(tar::EntryType::Symlink);
