@@ -131,9 +131,9 @@ async fn main() -> anyhow::Result<()> {
     let tag = format!("{:04x}", std::process::id() & 0xffff);
     let server = Navarch::server_with_args(&[
         "--cluster-cidr",
-        "10.150.0.0/16",
+        "10.250.0.0/16",
         "--service-cidr",
-        "10.151.0.0/16",
+        "10.251.0.0/16",
     ])?;
     let agent_dir = work.path().join("agent");
     let mut agent: Child = Command::new(navarch_e2e::navarch_bin())
@@ -148,9 +148,9 @@ async fn main() -> anyhow::Result<()> {
         .args(["--cgroup-parent", &format!("navarch-bench-{tag}")])
         .args([
             "--cluster-cidr",
-            "10.150.0.0/16",
+            "10.250.0.0/16",
             "--service-cidr",
-            "10.151.0.0/16",
+            "10.251.0.0/16",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -160,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         dir: agent_dir.clone(),
         bridge: format!("nvb{tag}"),
         cgroup_parent: format!("navarch-bench-{tag}"),
+        cluster_cidr: "10.250.0.0/16".into(),
     };
     let ca = std::fs::read_to_string(&server.ca_file)?;
     let client = Client::connect(&server.grpc, &ca, &server.token).await?;

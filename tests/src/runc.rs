@@ -1,6 +1,6 @@
 //! What a test with real containers leaves outside its temp dir, removed on drop (even on
 //! panic): containers still running, mounts (network namespaces, rootfs) under the dir, the
-//! CNI bridge, and the cgroups.
+//! CNI bridge, the bridge plugin's masquerade chains of the test's pods, and the cgroups.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,6 +12,55 @@ pub struct RuncLeftovers {
     pub dir: PathBuf,
     pub bridge: String,
     pub cgroup_parent: String,
+    /// The test's cluster CIDR (`10.N.0.0/16`): NAT rules for pod addresses in it go.
+    pub cluster_cidr: String,
+}
+
+/// `10.148.` for `10.148.0.0/16`: the leading octets the mask covers.
+fn cidr_prefix(cidr: &str) -> Option<String> {
+    let (ip, bits) = cidr.split_once('/')?;
+    let octets = (bits.parse::<usize>().ok()? / 8).clamp(1, 3);
+    let parts: Vec<&str> = ip.split('.').take(octets).collect();
+    Some(format!("{}.", parts.join(".")))
+}
+
+/// Removes the CNI bridge plugin's per-pod masquerade chains (`-A POSTROUTING -s <pod ip>/32
+/// ... -j CNI-<hash>`) for pods whose address starts with `prefix`: a container killed with
+/// its agent never got its CNI DEL.
+fn remove_masquerade_chains(prefix: &str) {
+    let Ok(out) = Command::new("iptables")
+        .args(["-t", "nat", "-S", "POSTROUTING"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let ours = rule
+            .split_whitespace()
+            .skip_while(|w| *w != "-s")
+            .nth(1)
+            .is_some_and(|src| src.starts_with(prefix));
+        let chain = rule
+            .rsplit_once("-j ")
+            .map(|(_, c)| c.trim().to_string())
+            .filter(|c| c.starts_with("CNI-"));
+        let (true, Some(chain)) = (ours, chain) else {
+            continue;
+        };
+        // `-S` prints the rule shell-quoted (comments have spaces).
+        let _ = Command::new("sh")
+            .args(["-c", &format!("iptables -t nat -D {rule}")])
+            .status();
+        for op in ["-F", "-X"] {
+            let _ = Command::new("iptables")
+                .args(["-t", "nat", op, &chain])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Drop for RuncLeftovers {
@@ -39,6 +88,9 @@ impl Drop for RuncLeftovers {
         ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for m in ours {
             let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
+        }
+        if let Some(prefix) = cidr_prefix(&self.cluster_cidr) {
+            remove_masquerade_chains(&prefix);
         }
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])

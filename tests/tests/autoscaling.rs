@@ -81,7 +81,7 @@ async fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
     let tag = format!("{:04x}", std::process::id() & 0xffff);
     let bridge = format!("nva{tag}");
     let cgroup_parent = format!("navarch-hpa-{tag}");
-    let octet = 140 + std::process::id() % 20;
+    let octet = 140 + std::process::id() % 10;
     let navarch = Navarch::up_with_args(&[
         "--runtime",
         "runc",
@@ -96,7 +96,7 @@ async fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         "--cluster-cidr",
         &format!("10.{octet}.0.0/16"),
         "--service-cidr",
-        &format!("10.{}.0.0/16", octet + 20),
+        &format!("10.{}.0.0/16", octet + 10),
         "--metrics-interval",
         "2s",
         "--horizontal-pod-autoscaler-sync-period",
@@ -112,6 +112,7 @@ async fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         dir: navarch.data_dir.clone(),
         bridge,
         cgroup_parent,
+        cluster_cidr: format!("10.{octet}.0.0/16"),
     };
     let mut navarch = navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();

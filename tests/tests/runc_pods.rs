@@ -195,6 +195,7 @@ async fn volumes_and_host_ports_in_runc_pods() {
         dir: navarch.data_dir.clone(),
         bridge,
         cgroup_parent,
+        cluster_cidr: format!("10.{octet}.0.0/16"),
     };
     let mut navarch = navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();

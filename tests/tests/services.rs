@@ -294,6 +294,7 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
         dir: navarch.data_dir.clone(),
         bridge: bridge.clone(),
         cgroup_parent: cgroup_parent.clone(),
+        cluster_cidr: cluster_cidr.clone(),
     };
     // Dropped in this order even on a panic: navarch stops (its proxy removes its chains)
     // before its containers, mounts and bridge go.
