@@ -125,6 +125,7 @@ async fn runc_pods_end_to_end() {
             dir: dir.path().to_path_buf(),
             bridge: bridge.clone(),
             cgroup_parent: cgroup_parent.clone(),
+            cluster_cidr: subnet.clone(),
         },
     };
     let registry = navarch_e2e::images::Registry::start(dir.path()).expect("docker-registry");
