@@ -114,3 +114,52 @@ fn remove_tree(dir: &Path) {
     }
     let _ = std::fs::remove_dir(dir);
 }
+
+/// `navarch up --runtime runc` for a test that needs no service proxy: its own CNI bridge
+/// (`nv<letter><tag>`), cgroup parent, pod range `10.<octet>.0.0/16` and Service range
+/// `10.<service_octet>.0.0/16`, node address 127.0.0.1, plus `extra` flags. Dropping it stops
+/// navarch first, then removes what its containers left.
+pub struct RuncNode {
+    pub navarch: crate::Navarch,
+    _leftovers: RuncLeftovers,
+}
+
+impl RuncNode {
+    pub fn up(name: &str, octet: u32, service_octet: u32, extra: &[&str]) -> anyhow::Result<Self> {
+        let tag = format!("{:04x}", std::process::id() & 0xffff);
+        let letter = name.chars().next().unwrap_or('x');
+        let bridge = format!("nv{letter}{tag}");
+        let cgroup_parent = format!("navarch-{name}-{tag}");
+        let cluster_cidr = format!("10.{octet}.0.0/16");
+        let service_cidr = format!("10.{service_octet}.0.0/16");
+        let mut args = vec![
+            "--runtime",
+            "runc",
+            "--proxy-mode",
+            "none",
+            "--node-ip",
+            "127.0.0.1",
+            "--cni-bridge",
+            &bridge,
+            "--cgroup-parent",
+            &cgroup_parent,
+            "--cluster-cidr",
+            &cluster_cidr,
+            "--service-cidr",
+            &service_cidr,
+        ];
+        args.extend_from_slice(extra);
+        let navarch = crate::Navarch::up_with_args(&args)?;
+        let leftovers = RuncLeftovers {
+            state: navarch.data_dir.join("agent/runc/state"),
+            dir: navarch.data_dir.clone(),
+            bridge: bridge.clone(),
+            cgroup_parent: cgroup_parent.clone(),
+            cluster_cidr,
+        };
+        Ok(Self {
+            navarch,
+            _leftovers: leftovers,
+        })
+    }
+}

@@ -9,10 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use navarch_e2e::Navarch;
 use navarch_e2e::images::{Registry, push_busybox};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, KUBECTL_OLDEST, Kubectl};
-use navarch_e2e::runc::RuncLeftovers;
+use navarch_e2e::runc::RuncNode;
 use navarch_e2e::{eventually, has, is_root};
 
 const DEPLOYMENT: &str = r#"
@@ -78,43 +77,24 @@ async fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
     let registry = Registry::start(work.path()).unwrap();
     let image = registry.image("test/busybox:1");
     push_busybox(&image).await.unwrap();
-    let tag = format!("{:04x}", std::process::id() & 0xffff);
-    let bridge = format!("nva{tag}");
-    let cgroup_parent = format!("navarch-hpa-{tag}");
     let octet = 140 + std::process::id() % 10;
-    let navarch = Navarch::up_with_args(&[
-        "--runtime",
-        "runc",
-        "--proxy-mode",
-        "none",
-        "--node-ip",
-        "127.0.0.1",
-        "--cni-bridge",
-        &bridge,
-        "--cgroup-parent",
-        &cgroup_parent,
-        "--cluster-cidr",
-        &format!("10.{octet}.0.0/16"),
-        "--service-cidr",
-        &format!("10.{}.0.0/16", octet + 10),
-        "--metrics-interval",
-        "2s",
-        "--horizontal-pod-autoscaler-sync-period",
-        "2s",
-        "--horizontal-pod-autoscaler-downscale-stabilization",
-        "20s",
-        "--horizontal-pod-autoscaler-cpu-initialization-period",
-        "0s",
-    ])
+    let mut node = RuncNode::up(
+        "hpa",
+        octet,
+        octet + 10,
+        &[
+            "--metrics-interval",
+            "2s",
+            "--horizontal-pod-autoscaler-sync-period",
+            "2s",
+            "--horizontal-pod-autoscaler-downscale-stabilization",
+            "20s",
+            "--horizontal-pod-autoscaler-cpu-initialization-period",
+            "0s",
+        ],
+    )
     .unwrap();
-    let _leftovers = RuncLeftovers {
-        state: navarch.data_dir.join("agent/runc/state"),
-        dir: navarch.data_dir.clone(),
-        bridge,
-        cgroup_parent,
-        cluster_cidr: format!("10.{octet}.0.0/16"),
-    };
-    let mut navarch = navarch;
+    let navarch = &mut node.navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();
     let old = Kubectl::new(KUBECTL_OLDEST, &navarch.kubeconfig).unwrap();
     let manifest = k.file("burn.yaml", &DEPLOYMENT.replace("IMAGE", &image));

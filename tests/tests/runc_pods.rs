@@ -10,10 +10,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use navarch_e2e::Navarch;
 use navarch_e2e::images::{Registry, push_busybox};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
-use navarch_e2e::runc::RuncLeftovers;
+use navarch_e2e::runc::RuncNode;
 use navarch_e2e::{eventually, has, is_root};
 
 const OBJECTS: &str = r#"
@@ -169,35 +168,9 @@ async fn volumes_and_host_ports_in_runc_pods() {
     let registry = Registry::start(work.path()).unwrap();
     let image = registry.image("test/busybox:1");
     push_busybox(&image).await.unwrap();
-    let tag = format!("{:04x}", std::process::id() & 0xffff);
-    let bridge = format!("nvv{tag}");
-    let cgroup_parent = format!("navarch-vol-{tag}");
     let octet = 100 + std::process::id() % 20;
-    let navarch = Navarch::up_with_args(&[
-        "--runtime",
-        "runc",
-        "--proxy-mode",
-        "none",
-        "--node-ip",
-        "127.0.0.1",
-        "--cni-bridge",
-        &bridge,
-        "--cgroup-parent",
-        &cgroup_parent,
-        "--cluster-cidr",
-        &format!("10.{octet}.0.0/16"),
-        "--service-cidr",
-        &format!("10.{}.0.0/16", octet + 20),
-    ])
-    .unwrap();
-    let _leftovers = RuncLeftovers {
-        state: navarch.data_dir.join("agent/runc/state"),
-        dir: navarch.data_dir.clone(),
-        bridge,
-        cgroup_parent,
-        cluster_cidr: format!("10.{octet}.0.0/16"),
-    };
-    let mut navarch = navarch;
+    let mut node = RuncNode::up("vol", octet, octet + 20, &[]).unwrap();
+    let navarch = &mut node.navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();
     let objects = k.file("objects.yaml", &OBJECTS.replace("IMAGE", &image));
     k.ok(&["apply", "-f", objects.to_str().unwrap()]);
