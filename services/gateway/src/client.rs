@@ -188,8 +188,19 @@ impl Client {
     }
 
     pub async fn get<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ApiError> {
+        self.get_sub(T::kind(), "", namespace, name).await
+    }
+
+    /// A get of `kind` (or its `subresource`), decoded as `T`.
+    async fn get_sub<T: Resource>(
+        &self,
+        kind: &KindInfo,
+        subresource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<T, ApiError> {
         let req = pb::GetRequest {
-            resource: resource(T::kind(), ""),
+            resource: resource(kind, subresource),
             namespace: namespace.into(),
             name: name.into(),
             accept: String::new(),
@@ -378,21 +389,7 @@ impl Client {
         namespace: &str,
         name: &str,
     ) -> Result<navarch_api::autoscaling::v1::Scale, ApiError> {
-        let req = pb::GetRequest {
-            resource: resource(kind, "scale"),
-            namespace: namespace.into(),
-            name: name.into(),
-            accept: String::new(),
-        };
-        decode(
-            self.inner
-                .clone()
-                .get(req)
-                .await
-                .map_err(status)?
-                .into_inner()
-                .object,
-        )
+        self.get_sub(kind, "scale", namespace, name).await
     }
 
     /// Writes `spec.replicas` through the `scale` subresource (a conflict if `scale` carries
