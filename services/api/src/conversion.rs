@@ -54,6 +54,21 @@ fn decode(kind: &'static KindInfo, json: &Json) -> Result<Object, ApiError> {
     Object::from_json(kind, json, FieldValidation::Ignore).map(|(o, _)| o)
 }
 
+/// The fields both versions have, under the same names.
+const SPEC_KEYS: &[&str] = &["scaleTargetRef", "minReplicas", "maxReplicas"];
+const STATUS_KEYS: &[&str] = &[
+    "currentReplicas",
+    "desiredReplicas",
+    "lastScaleTime",
+    "observedGeneration",
+];
+
+fn copy(from: &Json, keys: &[&str]) -> Map<String, Json> {
+    keys.iter()
+        .filter_map(|k| Some((k.to_string(), from.get(*k)?.clone())))
+        .collect()
+}
+
 fn is_cpu_utilization(metric: &Json) -> bool {
     metric["type"] == "Resource"
         && metric["resource"]["name"] == "cpu"
@@ -109,12 +124,7 @@ pub fn hpa_v1_to_v2(mut v1: Json) -> Json {
             json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": pct}}}),
         );
     }
-    let mut spec2 = Map::new();
-    for key in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
-        if let Some(v) = spec.get(key) {
-            spec2.insert(key.into(), v.clone());
-        }
-    }
+    let mut spec2 = copy(&spec, SPEC_KEYS);
     if !metrics.is_empty() {
         spec2.insert("metrics".into(), Json::Array(metrics));
     }
@@ -125,17 +135,7 @@ pub fn hpa_v1_to_v2(mut v1: Json) -> Json {
     out["apiVersion"] = json!("autoscaling/v2");
     out["spec"] = Json::Object(spec2);
     if status.is_object() {
-        let mut status2 = Map::new();
-        for key in [
-            "currentReplicas",
-            "desiredReplicas",
-            "lastScaleTime",
-            "observedGeneration",
-        ] {
-            if let Some(v) = status.get(key) {
-                status2.insert(key.into(), v.clone());
-            }
-        }
+        let mut status2 = copy(&status, STATUS_KEYS);
         let mut current: Vec<Json> = current_other
             .and_then(|m| m.as_array().cloned())
             .unwrap_or_default();
@@ -165,12 +165,7 @@ pub fn hpa_v1_to_v2(mut v1: Json) -> Json {
 pub fn hpa_v2_to_v1(mut v2: Json) -> Json {
     let spec = v2["spec"].take();
     let status = v2["status"].take();
-    let mut spec1 = Map::new();
-    for key in ["scaleTargetRef", "minReplicas", "maxReplicas"] {
-        if let Some(v) = spec.get(key) {
-            spec1.insert(key.into(), v.clone());
-        }
-    }
+    let mut spec1 = copy(&spec, SPEC_KEYS);
     let metrics = spec["metrics"].as_array().cloned().unwrap_or_default();
     let (cpu, other): (Vec<Json>, Vec<Json>) = metrics.into_iter().partition(is_cpu_utilization);
     if let Some(pct) = cpu
@@ -189,17 +184,7 @@ pub fn hpa_v2_to_v1(mut v2: Json) -> Json {
     }
     out["spec"] = Json::Object(spec1);
     if status.is_object() {
-        let mut status1 = Map::new();
-        for key in [
-            "currentReplicas",
-            "desiredReplicas",
-            "lastScaleTime",
-            "observedGeneration",
-        ] {
-            if let Some(v) = status.get(key) {
-                status1.insert(key.into(), v.clone());
-            }
-        }
+        let mut status1 = copy(&status, STATUS_KEYS);
         let current = status["currentMetrics"]
             .as_array()
             .cloned()
