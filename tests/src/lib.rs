@@ -36,6 +36,8 @@ pub struct Navarch {
     pub grpc: String,
     /// The Kubernetes HTTPS API (`https://127.0.0.1:port`).
     pub api: String,
+    /// The telemetry listener (`http://127.0.0.1:port`: `/metrics`, `/readyz`, …).
+    pub telemetry: String,
     /// The admin kubeconfig `navarch up` wrote.
     pub kubeconfig: PathBuf,
     pub token: String,
@@ -112,6 +114,7 @@ impl Navarch {
             .arg(data_dir)
             .args(["--grpc-listen", "127.0.0.1:0"])
             .args(["--api-listen", "127.0.0.1:0"])
+            .args(["--telemetry-listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
@@ -124,6 +127,7 @@ impl Navarch {
             data_dir: data_dir.to_path_buf(),
             grpc: String::new(),
             api: String::new(),
+            telemetry: String::new(),
             kubeconfig: PathBuf::new(),
             token: String::new(),
             ca_file: PathBuf::new(),
@@ -136,6 +140,7 @@ impl Navarch {
             {
                 n.grpc = json["grpc"].as_str().unwrap_or_default().to_string();
                 n.api = json["api"].as_str().unwrap_or_default().to_string();
+                n.telemetry = json["telemetry"].as_str().unwrap_or_default().to_string();
                 n.kubeconfig = data_dir.join(json["kubeconfig"].as_str().unwrap_or("kubeconfig"));
                 n.token = std::fs::read_to_string(
                     data_dir.join(json["token_file"].as_str().unwrap_or("admin.token")),
@@ -198,6 +203,95 @@ impl Drop for Navarch {
             let _ = self.stop();
         }
     }
+}
+
+/// A plain-HTTP/1.0 `GET path` to `addr` (`host:port`): the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// An HTTPS `GET path` to `url` (`https://host:port`) verified against the PEM CA at `ca`,
+/// with `token` as bearer credentials when given: the status code and the body.
+pub fn https_get(
+    url: &str,
+    ca: &Path,
+    token: Option<&str>,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    use rustls::pki_types::pem::PemObject;
+    use std::io::{Read, Write};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let authority = url.trim_start_matches("https://");
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)? {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let tcp = std::net::TcpStream::connect(authority)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n{auth}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let mut raw = Vec::new();
+    // The server may close without a TLS close_notify; what arrived is the answer.
+    let _ = tls.read_to_end(&mut raw);
+    let out = String::from_utf8_lossy(&raw);
+    let (head, body) = out.split_once("\r\n\r\n").context("no HTTP answer")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        code,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_string()
+        },
+    ))
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// A TCP port free on 127.0.0.1 right now.

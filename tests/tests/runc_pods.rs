@@ -88,14 +88,7 @@ spec:
 "#;
 
 fn http_get(addr: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = addr.parse().expect("address");
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    navarch_e2e::http_get(addr, "/").map(|(_, body)| body)
 }
 
 fn nat_rules() -> String {

@@ -16,8 +16,7 @@
 //! `.ci/test.sh`. Only loopback addresses, and a bridge, subnets and chains of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,12 +33,7 @@ fn http_get(addr: SocketAddr) -> Result<String, std::io::Error> {
 }
 
 fn http_get_path(addr: SocketAddr, path: &str) -> Result<String, std::io::Error> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(3)))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    navarch_e2e::http_get(&addr.to_string(), path).map(|(_, body)| body)
 }
 
 fn navarch_chains() -> String {

@@ -3,7 +3,7 @@
 //! spans of one `kubectl apply` of a Deployment form one connected trace: the facade's HTTP
 //! request → the gateway's RPC → the store transaction → the Deployment reconcile → the
 //! ReplicaSet's creation and reconcile → the pod's creation → the scheduler's bind → the
-//! agent starting the pod.
+//! agent starting the pod. The same collector receives the OTLP metrics push.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 
 use navarch_e2e::Navarch;
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -38,6 +44,36 @@ impl Span {
 
 #[derive(Clone, Default)]
 struct Collector(Arc<Mutex<Vec<Span>>>);
+
+/// The OTLP metrics receiver: the names of every metric pushed, by service.
+#[derive(Clone, Default)]
+struct MetricNames(Arc<Mutex<Vec<(String, String)>>>);
+
+#[tonic::async_trait]
+impl MetricsService for MetricNames {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut names = self.0.lock().unwrap();
+        for rm in request.into_inner().resource_metrics {
+            let service = rm
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .map(|a| text(a.value.as_ref()))
+                .unwrap_or_default();
+            for sm in rm.scope_metrics {
+                for m in sm.metrics {
+                    names.push((service.clone(), m.name));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
 
 fn text(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
     match v.and_then(|v| v.value.as_ref()) {
@@ -135,11 +171,13 @@ fn connected<'a>(spans: &'a [Span], trace: &[u8], wanted: &[&'a Span]) -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_kubectl_apply_is_one_trace_from_the_facade_to_the_agent() {
     let collector = Collector::default();
+    let metrics = MetricNames::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(collector.clone()))
+            .add_service(MetricsServiceServer::new(metrics.clone()))
             .serve_with_incoming(tokio_stream_from(listener)),
     );
 
@@ -148,6 +186,7 @@ async fn one_kubectl_apply_is_one_trace_from_the_facade_to_the_agent() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
     ])
     .unwrap();
     let kubectl = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();
@@ -234,6 +273,41 @@ async fn one_kubectl_apply_is_one_trace_from_the_facade_to_the_agent() {
             .all(|s| !s.attrs.values().any(|v| v.contains(&navarch.token))),
         "no credential in any attribute"
     );
+    // Metrics are pushed by OTLP too, under the component's service name, with the names
+    // of the OpenTelemetry instruments (the Prometheus names are derived from them).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pushed = metrics.0.lock().unwrap().clone();
+        let has = |name: &str| {
+            pushed
+                .iter()
+                .any(|(svc, n)| svc == "navarch-up" && n == name)
+        };
+        if [
+            "navarch.api.requests",
+            "navarch.store.commit.duration",
+            "navarch.controller.reconcile",
+            "navarch.scheduler.schedule_attempts",
+            "navarch.agent.pod.startup.duration",
+            "process.cpu.time",
+            "process.memory.usage",
+        ]
+        .iter()
+        .all(|n| has(n))
+        {
+            println!("OTLP metrics pushed: {} data sets", pushed.len());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "OTLP metrics missing; got {:?}",
+            pushed
+                .iter()
+                .map(|(_, n)| n)
+                .collect::<std::collections::BTreeSet<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(applied);
     server.abort();
 }

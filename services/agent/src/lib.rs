@@ -12,6 +12,7 @@ pub mod api;
 pub mod dns;
 pub mod logs;
 pub mod machine;
+mod metrics;
 pub mod node;
 pub mod pods;
 pub mod runtime;
@@ -233,6 +234,7 @@ pub async fn start(
     config: AgentConfig,
     runtime: Arc<dyn ContainerRuntime>,
 ) -> Result<RunningAgent, AgentError> {
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(runtime::instrumented::Instrumented(runtime));
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir {
         path: data_dir.clone(),

@@ -176,6 +176,13 @@ impl ControllerManager {
         *self.leading.borrow()
     }
 
+    /// A health probe: whether the leader-election task still runs (leading or standing
+    /// by); it ends only on shutdown or when it failed for good.
+    pub fn probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let leading = self.leading.clone();
+        move || leading.has_changed().is_ok()
+    }
+
     /// Waits until this instance leads.
     pub async fn wait_leading(&self) {
         let mut rx = self.leading.clone();

@@ -34,6 +34,73 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
+/// The node conditions counted by `navarch.nodes`.
+const COUNTED_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+
+/// The cache the `navarch.nodes` gauge counts: the current leader's (replaced when a new
+/// term builds the loop again; empty while this instance does not lead).
+static COUNTED: Mutex<Option<Weak<navarch_runtime::Cache<Node>>>> = Mutex::new(None);
+
+/// Registers (once per process) the gauge `navarch.nodes`: nodes by condition and status
+/// (`True`, `False`, `Unknown`: a node without the condition counts as Unknown), and
+/// cordoned nodes as condition `Unschedulable`.
+fn observe_node_conditions(cache: &Arc<navarch_runtime::Cache<Node>>) {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    *COUNTED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(cache));
+    REGISTERED.call_once(|| {
+        // The provider keeps the callback; the handle need not be kept.
+        let _ = navarch_telemetry::meter("navarch-controllers")
+            .u64_observable_gauge("navarch.nodes")
+            .with_unit("{node}")
+            .with_description(
+                "Nodes by condition and status (counted by the leading controller-manager)",
+            )
+            .with_callback(|observer| {
+                let cache = COUNTED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .and_then(Weak::upgrade);
+                let Some(cache) = cache else { return };
+                let nodes = cache.list();
+                for condition in COUNTED_CONDITIONS {
+                    for status in ["True", "False", "Unknown"] {
+                        let n = nodes
+                            .iter()
+                            .filter(|node| condition_status(node, condition) == status)
+                            .count();
+                        observer.observe(
+                            n as u64,
+                            &[
+                                opentelemetry::KeyValue::new("condition", condition),
+                                opentelemetry::KeyValue::new("status", status),
+                            ],
+                        );
+                    }
+                }
+                let cordoned = nodes
+                    .iter()
+                    .filter(|n| n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true))
+                    .count();
+                observer.observe(
+                    cordoned as u64,
+                    &[
+                        opentelemetry::KeyValue::new("condition", "Unschedulable"),
+                        opentelemetry::KeyValue::new("status", "True"),
+                    ],
+                );
+            })
+            .build();
+    });
+}
+
+/// The status of `condition` on `node`, `Unknown` when it is not reported.
+fn condition_status<'a>(node: &'a Node, kind: &str) -> &'a str {
+    condition(node, kind)
+        .and_then(|c| c.status.as_deref())
+        .unwrap_or("Unknown")
+}
+
 /// The last heartbeat seen from a node, and when (on our clock).
 struct Heartbeat {
     lease_renew: Option<String>,
@@ -76,6 +143,7 @@ pub fn build(shared: &Arc<Shared>) -> Arc<dyn ControlLoop> {
         }
     });
     shared.requeue_on_clock_jumps(&queue, ctx.nodes.cache());
+    observe_node_conditions(ctx.nodes.cache());
     Runner::new(NAME, queue, ctx, shared.clone(), |k, c| {
         boxed(reconcile(k, c))
     })

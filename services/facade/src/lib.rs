@@ -58,6 +58,9 @@ pub struct FacadeConfig {
     pub tls: Arc<rustls::ServerConfig>,
     /// The channel to the gateway, shared by every request (see [`gateway::channel`]).
     pub gateway: tonic::transport::Channel,
+    /// The process's health checks, served at `/livez`, `/readyz` and `/healthz` without
+    /// credentials; the facade adds its `gateway` readiness check.
+    pub health: navarch_telemetry::Health,
 }
 
 /// Why a facade could not start.
@@ -103,7 +106,8 @@ pub async fn start(config: FacadeConfig) -> Result<RunningFacade, FacadeError> {
     // The OpenAPI documents take a fraction of a second to build: not on the first request.
     tokio::task::spawn_blocking(openapi::prebuild);
     let state = Arc::new(routes::AppState::new(config.gateway));
-    let router = routes::router(state);
+    routes::add_health_checks(&config.health, &state);
+    let router = routes::router(state, config.health);
     let (stop, stopped) = signal::channel(false);
     let task = tokio::spawn(server::serve(
         listener,

@@ -66,17 +66,15 @@ impl FacadeMetrics {
 }
 
 /// The facade's router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, health: navarch_telemetry::Health) -> Router {
     Router::new()
         .route("/version", get(version))
-        .route("/healthz", get(healthy))
-        .route("/livez", get(healthy))
-        .route("/readyz", get(ready))
         .route("/apply", post(apply_manifests))
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*path}", get(openapi_v3_document))
-        .merge(navarch_telemetry::metrics_router())
+        .route("/metrics", get(metrics))
+        .merge(navarch_telemetry::health_router(health))
         .fallback(api)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -163,35 +161,74 @@ async fn version(headers: HeaderMap) -> Response {
     responder(&headers, None).value(StatusCode::OK, &discovery::version_info())
 }
 
-async fn healthy() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok").into_response()
+/// The facade's readiness: the gateway answers (any gRPC answer, even "unauthenticated",
+/// means it is serving).
+pub fn add_health_checks(health: &navarch_telemetry::Health, state: &Arc<AppState>) {
+    let channel = state.gateway.clone();
+    health.add(navarch_telemetry::Probe::Ready, "gateway", move || {
+        let mut gw = gateway::for_request(&channel, &HeaderMap::new());
+        async move {
+            match gw
+                .get(pb::GetRequest {
+                    resource: None,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(s) if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                    Ok(())
+                }
+                Err(s) => Err(s.message().to_string()),
+            }
+        }
+    });
 }
 
-/// Ready when the gateway answers.
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    let mut gw = gateway::for_request(&state.gateway, &HeaderMap::new());
-    let probe = gw.get(pb::GetRequest {
-        resource: None,
-        ..Default::default()
-    });
-    // Any gRPC answer from the gateway (even "unauthenticated") means it is serving.
-    match tokio::time::timeout(std::time::Duration::from_secs(2), probe).await {
-        Ok(Ok(_)) => healthy().await,
-        Ok(Err(s)) if !matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
-            healthy().await
-        }
-        Ok(Err(s)) => not_ready(&format!("[-]gateway failed: {}", s.message())),
-        Err(_) => not_ready("[-]gateway failed: no answer within 2s"),
+/// `/metrics` through the API (as kube-apiserver serves it): the process's metrics in the
+/// Prometheus text format, for authorized callers only.
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize_read(&state.gateway, &headers).await {
+        return Responder::PLAIN.error(&e);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            navarch_telemetry::METRICS_CONTENT_TYPE,
+        )],
+        navarch_telemetry::gather_text(),
+    )
+        .into_response()
+}
+
+/// Refuses callers the gateway does not authenticate or that may not read cluster state
+/// (a `get` of the `default` namespace stands for the `get /metrics` non-resource rule).
+async fn authorize_read(channel: &Channel, headers: &HeaderMap) -> Result<(), ApiError> {
+    match probe_namespace(channel, headers).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.reason == Reason::NotFound => Ok(()),
+        Err(e) if e.reason == Reason::Forbidden => Err(ApiError::forbidden(
+            "forbidden: User cannot get path \"/metrics\"".to_string(),
+        )),
+        Err(e) => Err(e),
     }
 }
 
-fn not_ready(detail: &str) -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{detail}\nreadyz check failed\n"),
-    )
-        .into_response()
+/// A cheap authenticated read: `get namespaces/default` with the caller's credentials.
+async fn probe_namespace(channel: &Channel, headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut gw = gateway::for_request(channel, headers);
+    gw.get(pb::GetRequest {
+        resource: gateway::resource(
+            navarch_api::kinds::by_resource("", "v1", "namespaces").expect("served"),
+            "",
+        ),
+        namespace: String::new(),
+        name: "default".into(),
+        accept: "application/json".into(),
+    })
+    .await
+    .map(|_| ())
+    .map_err(gateway::error)
 }
 
 /// Discovery and OpenAPI documents are for authenticated users only (kube-apiserver's
@@ -199,27 +236,12 @@ fn not_ready(detail: &str) -> Response {
 /// Only an authentication failure (or an unreachable gateway) refuses the request; a user that
 /// may not read namespaces may still discover the API.
 async fn authenticate(channel: &Channel, headers: &HeaderMap) -> Result<(), ApiError> {
-    let mut gw = gateway::for_request(channel, headers);
-    let probe = gw
-        .get(pb::GetRequest {
-            resource: gateway::resource(
-                navarch_api::kinds::by_resource("", "v1", "namespaces").expect("served"),
-                "",
-            ),
-            namespace: String::new(),
-            name: "default".into(),
-            accept: "application/json".into(),
-        })
-        .await;
-    match probe {
-        Ok(_) => Ok(()),
-        Err(s) => {
-            let e = gateway::error(s);
-            match e.reason {
-                Reason::Unauthorized | Reason::ServiceUnavailable | Reason::InternalError => Err(e),
-                _ => Ok(()),
-            }
-        }
+    match probe_namespace(channel, headers).await {
+        Ok(()) => Ok(()),
+        Err(e) => match e.reason {
+            Reason::Unauthorized | Reason::ServiceUnavailable | Reason::InternalError => Err(e),
+            _ => Ok(()),
+        },
     }
 }
 

@@ -58,6 +58,7 @@ impl Cluster {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 tls: pki.server_config(&[b"h2", b"http/1.1"]),
                 gateway: channel,
+                health: navarch_telemetry::Health::new(),
             }),
         )
         .await

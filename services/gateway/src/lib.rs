@@ -81,6 +81,21 @@ pub struct RunningGateway {
 }
 
 impl RunningGateway {
+    /// Registers the gateway's readiness on `health`: `store` (a read of the store answers).
+    pub fn add_health_checks(&self, health: &navarch_telemetry::Health) {
+        let store = self.registry.store().clone();
+        health.add(navarch_telemetry::Probe::Ready, "store", move || {
+            let store = store.clone();
+            async move {
+                store
+                    .get("/healthz", 0)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+    }
+
     /// Stops accepting requests, lets in-flight ones finish, and waits.
     pub async fn shutdown(mut self) {
         self.registry.cache().close_watches();

@@ -96,6 +96,10 @@ pub struct AgentArgs {
     /// The cluster's pod range (the server's `--cluster-cidr`).
     #[arg(long, default_value = DEFAULT_CLUSTER_CIDR)]
     pub cluster_cidr: String,
+    /// Address of the plain-HTTP telemetry listener: `/metrics` and `/livez`, `/readyz`,
+    /// `/healthz`, without credentials.
+    #[arg(long, default_value_t = crate::default_agent_telemetry_listen())]
+    pub telemetry_listen: std::net::SocketAddr,
     /// The cluster's service range (the server's `--service-cidr`).
     #[arg(long, default_value = navarch_gateway::allocator::DEFAULT_SERVICE_CIDR)]
     pub service_cidr: String,
@@ -197,12 +201,32 @@ fn choose_runtime(
 /// The agent(s) of this process: the node's own, and any hollow fleet, and the node's
 /// service proxy and pod routes.
 pub struct LocalAgents {
+    client: Client,
+    node_name: String,
     agents: Vec<RunningAgent>,
     network: Option<NodeNetworking>,
     userspace: Option<navarch_proxy::UserspaceProxy>,
 }
 
 impl LocalAgents {
+    /// Registers the agent's readiness on `health`: `node` (its Node is readable through the
+    /// gateway: registered, and the gateway reachable with the node's credentials).
+    pub fn add_health_checks(&self, health: &navarch_telemetry::Health) {
+        let client = self.client.clone();
+        let name = self.node_name.clone();
+        health.add(navarch_telemetry::Probe::Ready, "node", move || {
+            let client = client.clone();
+            let name = name.clone();
+            async move {
+                client
+                    .get::<navarch_api::core::v1::Node>("", &name)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+        });
+    }
+
     pub async fn shutdown(self) {
         if let Some(n) = self.network {
             n.shutdown().await;
@@ -399,7 +423,7 @@ pub async fn start(
     if args.hollow_nodes > 0 {
         agents.push(
             navarch_agent::start_hollow_fleet(
-                client,
+                client.clone(),
                 HollowFleetConfig {
                     name_prefix: format!("hollow-{name}"),
                     count: args.hollow_nodes,
@@ -410,6 +434,8 @@ pub async fn start(
         );
     }
     Ok(LocalAgents {
+        client,
+        node_name: name,
         agents,
         network,
         userspace,
@@ -434,12 +460,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         service_cidr: args.service_cidr.clone(),
     };
     let agents = start(client, &args.data_dir, &args.node, &network).await?;
+    let health = navarch_telemetry::Health::new();
+    agents.add_health_checks(&health);
+    let telemetry = navarch_telemetry::serve(args.telemetry_listen, health)
+        .await
+        .with_context(|| format!("serving telemetry on {}", args.telemetry_listen))?;
+    tracing::info!(telemetry = %telemetry.addr, "agent serving /metrics and health");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("agent shutting down; containers keep running");
+    telemetry.shutdown();
     agents.shutdown().await;
     Ok(())
 }

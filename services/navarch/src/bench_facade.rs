@@ -382,6 +382,7 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
         listen: "127.0.0.1:0".parse()?,
         tls: pki.server_config(&[b"h2", b"http/1.1"]),
         gateway: navarch_facade::gateway::channel(&grpc, pki.ca_pem())?,
+        health: navarch_telemetry::Health::new(),
     })
     .await?;
     let tls = pki.client_config();

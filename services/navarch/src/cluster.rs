@@ -21,6 +21,10 @@ pub struct ServerArgs {
     /// Address of the Kubernetes HTTPS API (what kubectl talks to).
     #[arg(long, default_value_t = crate::default_api_listen())]
     pub api_listen: SocketAddr,
+    /// Address of the plain-HTTP telemetry listener: `/metrics` (Prometheus text) and
+    /// `/livez`, `/readyz`, `/healthz`, without credentials.
+    #[arg(long, default_value_t = crate::default_telemetry_listen())]
+    pub telemetry_listen: SocketAddr,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -79,6 +83,8 @@ struct Connection<'a> {
     grpc: String,
     /// The Kubernetes HTTPS API (`https://host:port`).
     api: String,
+    /// The telemetry listener (`http://host:port`: `/metrics`, `/readyz`, …).
+    telemetry: String,
     kubeconfig: &'a str,
     token_file: &'a str,
     ca_file: &'a str,
@@ -174,6 +180,7 @@ pub async fn run(
         &args.service_cidr,
         &args.service_node_port_range,
     )?;
+    let health = navarch_telemetry::Health::new();
     let gateway = navarch_gateway::start_with_network(
         GatewayConfig {
             listen: args.grpc_listen,
@@ -186,8 +193,15 @@ pub async fn run(
     )
     .await?;
 
+    gateway.add_health_checks(&health);
     let grpc = format!("https://{}", gateway.addr);
     let scheduler = crate::scheduler::start(&grpc, pki.ca_pem(), &admin_token).await?;
+    add_probe(
+        &health,
+        navarch_telemetry::Probe::Ready,
+        "scheduler",
+        scheduler.probe(),
+    );
     let mut manager = navarch_controllers::ManagerConfig::new(
         navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?,
         navarch_controllers::manager::default_identity(),
@@ -200,6 +214,12 @@ pub async fn run(
     manager.settings.hpa_cpu_initialization_period =
         args.horizontal_pod_autoscaler_cpu_initialization_period;
     let controllers = navarch_controllers::ControllerManager::start(manager);
+    add_probe(
+        &health,
+        navarch_telemetry::Probe::Live,
+        "controller-manager",
+        controllers.probe(),
+    );
     let channel = navarch_facade::gateway::channel(
         &navarch_facade::kubeconfig::server_url(gateway.addr),
         pki.ca_pem(),
@@ -208,8 +228,12 @@ pub async fn run(
         listen: args.api_listen,
         tls: pki.server_config(&[b"h2", b"http/1.1"]),
         gateway: channel,
+        health: health.clone(),
     })
     .await?;
+    let telemetry = navarch_telemetry::serve(args.telemetry_listen, health.clone())
+        .await
+        .with_context(|| format!("serving telemetry on {}", args.telemetry_listen))?;
     let api = navarch_facade::kubeconfig::server_url(facade.addr);
     let advertise = args.advertise_address.unwrap_or_else(|| {
         let ip = facade.addr.ip();
@@ -237,6 +261,7 @@ pub async fn run(
     let connection = Connection {
         grpc: grpc.clone(),
         api: api.clone(),
+        telemetry: format!("http://{}", telemetry.addr),
         kubeconfig: KUBECONFIG_FILE,
         token_file: ADMIN_TOKEN_FILE,
         ca_file: "pki/ca.crt",
@@ -249,6 +274,7 @@ pub async fn run(
         mode,
         grpc = %grpc,
         api = %api,
+        telemetry = %telemetry.addr,
         kubeconfig = %data_dir.join(KUBECONFIG_FILE).display(),
         data_dir = %data_dir.display(),
         admin_token = %data_dir.join(ADMIN_TOKEN_FILE).display(),
@@ -267,7 +293,10 @@ pub async fn run(
                 cluster_cidr: args.cluster_cidr.clone(),
                 service_cidr: args.service_cidr.clone(),
             };
-            Some(crate::agent::start(client, &data_dir.join("agent"), node, &network).await?)
+            let agents =
+                crate::agent::start(client, &data_dir.join("agent"), node, &network).await?;
+            agents.add_health_checks(&health);
+            Some(agents)
         }
         None => None,
     };
@@ -278,12 +307,35 @@ pub async fn run(
         agents.shutdown().await;
     }
     kubernetes_service.abort();
+    telemetry.shutdown();
     controllers.shutdown().await;
     scheduler.shutdown().await;
     facade.shutdown().await;
     gateway.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Registers a synchronous `probe` as the check `name`.
+pub fn add_probe(
+    health: &navarch_telemetry::Health,
+    probe: navarch_telemetry::Probe,
+    name: &str,
+    check: impl Fn() -> bool + Send + Sync + 'static,
+) {
+    let check = Arc::new(check);
+    let what = name.to_string();
+    health.add(probe, name, move || {
+        let ok = check();
+        let what = what.clone();
+        async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{what} is not running"))
+            }
+        }
+    });
 }
 
 /// SIGINT or SIGTERM.

@@ -105,6 +105,16 @@ pub fn default_api_listen() -> SocketAddr {
 }
 
 /// Default gRPC gateway address.
+/// Default telemetry listener of the control plane (`/metrics`, health).
+pub fn default_telemetry_listen() -> SocketAddr {
+    "127.0.0.1:9464".parse().expect("valid address")
+}
+
+/// Default telemetry listener of a standalone `navarch agent` (beside a server's).
+pub fn default_agent_telemetry_listen() -> SocketAddr {
+    "127.0.0.1:9465".parse().expect("valid address")
+}
+
 pub fn default_grpc_listen() -> SocketAddr {
     "127.0.0.1:6444".parse().expect("valid address")
 }

@@ -70,7 +70,7 @@ struct ReconcileMetrics {
 impl ReconcileMetrics {
     fn new(controller: &'static str) -> Self {
         let meter = navarch_telemetry::meter("navarch-runtime");
-        Self {
+        let metrics = Self {
             attrs: [KeyValue::new("controller", controller)],
             reconciles: meter
                 .u64_counter("navarch.controller.reconcile")
@@ -87,7 +87,10 @@ impl ReconcileMetrics {
                 "navarch.controller.reconcile.duration",
                 "How long one reconcile took",
             ),
-        }
+        };
+        // The error series exists from the start: ratios and alerts see zero, not nothing.
+        metrics.errors.add(0, &metrics.attrs);
+        metrics
     }
 
     fn record(&self, result: &'static str, elapsed: Duration) {

@@ -257,6 +257,10 @@ impl Handler<StartAll> for Root {
         self.term += 1;
         for work in msg.0 {
             let name = work.name();
+            // The series exists from the start: a restart-storm alert compares against zero.
+            self.config
+                .restarts
+                .add(0, &[KeyValue::new(self.config.attribute, name)]);
             self.children.insert(
                 name,
                 Slot {

@@ -26,7 +26,7 @@ pub struct SchedulerMetrics {
 impl SchedulerMetrics {
     pub fn new() -> Self {
         let meter = navarch_telemetry::meter("navarch-scheduler");
-        Self {
+        let metrics = Self {
             attempts: meter
                 .u64_counter("navarch.scheduler.schedule_attempts")
                 .with_unit("{attempt}")
@@ -62,7 +62,12 @@ impl SchedulerMetrics {
                 .with_unit("{pod}")
                 .with_description("Lower-priority pods evicted by preemptions")
                 .build(),
+        };
+        // Every result's series exists from the start (error-ratio alerts compare to zero).
+        for result in ["scheduled", "unschedulable", "error"] {
+            metrics.attempts.add(0, &[KeyValue::new("result", result)]);
         }
+        metrics
     }
 
     pub fn attempt(&self, result: &'static str, algorithm_seconds: f64) {

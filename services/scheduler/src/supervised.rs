@@ -80,6 +80,12 @@ impl RunningScheduler {
         self.handle.is_running(NAME)
     }
 
+    /// A health probe: whether the scheduling loop runs now (checked from any thread).
+    pub fn probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let handle = self.handle.clone();
+        move || handle.is_running(NAME)
+    }
+
     /// Stops scheduling, gives the Lease up and stops the supervisor.
     pub async fn shutdown(self) {
         self.supervisor.shutdown().await;

@@ -1,10 +1,13 @@
 //! Telemetry every Navarch service installs first: `tracing` logs (text or JSON on stderr),
 //! OpenTelemetry traces exported by OTLP, OpenTelemetry metrics exported in Prometheus format,
-//! and the `/metrics` endpoint.
+//! the `/metrics` endpoint and the health endpoints, served together by [`serve`].
 
+pub mod health;
 mod logs;
 mod metrics;
 pub mod traces;
+
+pub use health::{Health, Probe, health_router};
 
 pub use logs::{LOG_FORMAT_ENV, LogFormat};
 pub use metrics::{
@@ -58,4 +61,37 @@ pub fn init(service: &str) -> Result<TelemetryGuard> {
         tracing::debug!(service, ?format, traces = exporting, "telemetry installed");
     }
     Ok(TelemetryGuard { _private: () })
+}
+
+/// The plain-HTTP telemetry listener of a component: `/metrics` and the health endpoints.
+#[derive(Debug)]
+pub struct TelemetryServer {
+    /// Where it listens (the port is real when `:0` was asked for).
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TelemetryServer {
+    /// Stops serving.
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `/metrics` (Prometheus text) and `/livez`, `/readyz`, `/healthz` from `health` on
+/// `listen`, without credentials (Prometheus scrapes and probes it).
+pub async fn serve(
+    listen: std::net::SocketAddr,
+    health: Health,
+) -> std::io::Result<TelemetryServer> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let router = metrics_router::<()>().merge(health_router(health));
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::warn!(%error, "telemetry listener stopped");
+        }
+    });
+    tracing::debug!(%addr, "serving /metrics and health");
+    Ok(TelemetryServer { addr, task })
 }

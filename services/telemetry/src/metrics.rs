@@ -1,4 +1,5 @@
-//! OpenTelemetry metrics, exported through a Prometheus registry and served at `/metrics`.
+//! OpenTelemetry metrics, exported through a Prometheus registry and served at `/metrics`, and
+//! pushed by OTLP when the environment configures it.
 //!
 //! The exporter derives Prometheus names from instrument names: invalid characters (such as
 //! `.`) become `_`, the unit adds a suffix (`s` → `_seconds`, `By` → `_bytes`, `1` → `_ratio`;
@@ -11,12 +12,18 @@ use std::sync::{LazyLock, Mutex, PoisonError};
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::routing::get;
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use prometheus::{Registry, TextEncoder};
 
 use crate::Result;
+use crate::traces::OtlpProtocol;
 
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -35,7 +42,10 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
 /// concurrent first calls, which would otherwise register two exporters on [`REGISTRY`].
 static PROVIDER: Mutex<Option<SdkMeterProvider>> = Mutex::new(None);
 
-/// Builds the provider and makes it the global one, once per process.
+/// Builds the provider and makes it the global one, once per process: read by the Prometheus
+/// exporter always, and pushed by OTLP when the standard `OTEL_*` variables configure an
+/// endpoint (`OTEL_METRICS_EXPORTER=none` turns that off; the interval is
+/// `OTEL_METRIC_EXPORT_INTERVAL` in milliseconds, 60 s by default).
 pub(crate) fn install(service: &str) -> Result<()> {
     let mut installed = PROVIDER.lock().unwrap_or_else(PoisonError::into_inner);
     if installed.is_some() {
@@ -44,17 +54,135 @@ pub(crate) fn install(service: &str) -> Result<()> {
     let exporter = opentelemetry_prometheus::exporter()
         .with_registry(REGISTRY.clone())
         .build()?;
-    let provider = SdkMeterProvider::builder()
+    let mut builder = SdkMeterProvider::builder()
         .with_reader(exporter)
         .with_resource(
             Resource::builder()
-                .with_service_name(service.to_string())
+                .with_service_name(crate::traces::service_name(service))
+                .with_attribute(KeyValue::new(
+                    "service.version",
+                    env!("CARGO_PKG_VERSION").to_string(),
+                ))
                 .build(),
-        )
-        .build();
+        );
+    if let Some(protocol) = crate::traces::signal_protocol("METRICS", |n| std::env::var(n).ok()) {
+        match otlp_exporter(protocol) {
+            Ok(exporter) => {
+                builder = builder.with_reader(PeriodicReader::builder(exporter).build());
+            }
+            // The subscriber may not be installed yet: stderr is the only sure place.
+            Err(error) => eprintln!("navarch: OTLP metric export disabled: {error}"),
+        }
+    }
+    let provider = builder.build();
     opentelemetry::global::set_meter_provider(provider.clone());
+    register_process_metrics();
     *installed = Some(provider);
     Ok(())
+}
+
+/// The OTLP metric exporter for `protocol`, running its I/O on the export runtime.
+fn otlp_exporter(protocol: OtlpProtocol) -> Result<OnExportRuntime, String> {
+    let _entered = crate::traces::export_runtime().enter();
+    let built = match protocol {
+        OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_protocol(Protocol::Grpc)
+            .build(),
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build(),
+    };
+    built.map(OnExportRuntime).map_err(|e| e.to_string())
+}
+
+/// An OTLP metric exporter whose futures run on the export runtime (the periodic reader
+/// exports from a plain thread).
+struct OnExportRuntime(opentelemetry_otlp::MetricExporter);
+
+impl PushMetricExporter for OnExportRuntime {
+    fn export(
+        &self,
+        metrics: &ResourceMetrics,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        std::future::ready(crate::traces::block_on_export(self.0.export(metrics)))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.0.temporality()
+    }
+}
+
+/// The process's own CPU time, resident memory and threads, with the OpenTelemetry
+/// semantic-convention names (`process.cpu.time`, `process.memory.usage`,
+/// `process.thread.count`), read when metrics are collected.
+fn register_process_metrics() {
+    let meter = meter("navarch-process");
+    // The provider keeps the callbacks; the handles need not be kept.
+    let _ = meter
+        .f64_observable_counter("process.cpu.time")
+        .with_unit("s")
+        .with_description("CPU time used by the process, by state (user, system)")
+        .with_callback(|observer| {
+            if let Some((user, system)) = stat_cpu_seconds() {
+                observer.observe(user, &[KeyValue::new("cpu.mode", "user")]);
+                observer.observe(system, &[KeyValue::new("cpu.mode", "system")]);
+            }
+        })
+        .build();
+    let _ = meter
+        .i64_observable_up_down_counter("process.memory.usage")
+        .with_unit("By")
+        .with_description("Resident memory of the process")
+        .with_callback(|observer| {
+            if let Some(pages) = statm_resident_pages() {
+                observer.observe(pages * rustix::param::page_size() as i64, &[]);
+            }
+        })
+        .build();
+    let _ = meter
+        .i64_observable_up_down_counter("process.thread.count")
+        .with_unit("{thread}")
+        .with_description("Threads of the process")
+        .with_callback(|observer| {
+            if let Ok(n) = std::fs::read_dir("/proc/self/task").map(Iterator::count) {
+                observer.observe(n as i64, &[]);
+            }
+        })
+        .build();
+}
+
+/// User and system CPU seconds of the process (`/proc/self/stat`, fields 14 and 15, in clock
+/// ticks; the command name before them may hold spaces, so fields count from its `)`).
+fn stat_cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let mut fields = stat
+        .get(stat.rfind(')')? + 2..)?
+        .split_whitespace()
+        .skip(11);
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    Some((user / ticks, system / ticks))
+}
+
+/// The resident set in pages (`/proc/self/statm`, second field).
+fn statm_resident_pages() -> Option<i64> {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub(crate) fn flush() {

@@ -44,14 +44,27 @@ pub enum OtlpProtocol {
 
 /// What the environment asks for: `None` when no OTLP endpoint is configured.
 pub fn configured_protocol(env: impl Fn(&str) -> Option<String>) -> Option<OtlpProtocol> {
+    signal_protocol("TRACES", env)
+}
+
+/// The OTLP protocol the environment configures for one signal (`TRACES` or `METRICS`):
+/// `OTEL_<signal>_EXPORTER=none` turns it off; an endpoint (general or per signal) turns it on;
+/// the per-signal protocol wins over the general one, `http/protobuf` by default.
+pub(crate) fn signal_protocol(
+    signal: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<OtlpProtocol> {
     let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
-    if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none")) {
+    if env(&format!("OTEL_{signal}_EXPORTER"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("none"))
+    {
         return None;
     }
-    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+    if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+    {
         return None;
     }
-    let protocol = env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    let protocol = env(&format!("OTEL_EXPORTER_OTLP_{signal}_PROTOCOL"))
         .or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_default();
     Some(match protocol.trim() {
@@ -60,10 +73,18 @@ pub fn configured_protocol(env: impl Fn(&str) -> Option<String>) -> Option<OtlpP
     })
 }
 
+/// `OTEL_SERVICE_NAME` when set, else the component's own name.
+pub(crate) fn service_name(service: &str) -> String {
+    std::env::var("OTEL_SERVICE_NAME")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| service.to_string())
+}
+
 /// The runtime the exporters' network I/O runs on. The SDK's batch processor exports from a
 /// plain thread, and both OTLP transports need a Tokio reactor; this one lives as long as the
 /// process (a runtime cannot be dropped from inside another).
-fn export_runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn export_runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
@@ -79,24 +100,23 @@ fn export_runtime() -> &'static tokio::runtime::Runtime {
 #[derive(Debug)]
 struct OnExportRuntime<E>(E);
 
-impl<E: SpanExporter> OnExportRuntime<E> {
-    fn block_on<T: Send>(&self, f: impl Future<Output = T> + Send) -> T {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // Blocking inside a runtime's thread is not allowed: hop to a scoped thread.
-            std::thread::scope(|s| {
-                s.spawn(|| export_runtime().block_on(f))
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-        } else {
-            export_runtime().block_on(f)
-        }
+/// Runs `f` to completion on [`export_runtime`], from whatever thread calls it (the SDK's
+/// export threads have no reactor; a runtime thread may not block, so it hops to a scoped one).
+pub(crate) fn block_on_export<T: Send>(f: impl Future<Output = T> + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| {
+            s.spawn(|| export_runtime().block_on(f))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    } else {
+        export_runtime().block_on(f)
     }
 }
 
 impl<E: SpanExporter> SpanExporter for OnExportRuntime<E> {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let result = self.block_on(self.0.export(batch));
+        let result = block_on_export(self.0.export(batch));
         std::future::ready(result)
     }
 
@@ -147,10 +167,7 @@ pub(crate) fn install(
             return None;
         }
     };
-    let service_name = std::env::var("OTEL_SERVICE_NAME")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| service.to_string());
+    let service_name = service_name(service);
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(

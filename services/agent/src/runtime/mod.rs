@@ -6,6 +6,7 @@
 
 pub mod fake;
 pub mod hollow;
+pub mod instrumented;
 pub mod process;
 pub mod runc;
 

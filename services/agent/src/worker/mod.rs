@@ -104,6 +104,8 @@ pub struct PodWorker {
     last_published: Option<PodStatus>,
     /// Set when the pod's API object was deleted by us or seen gone.
     gone: bool,
+    /// Whether this pod's startup latency was recorded (once per pod).
+    startup_recorded: bool,
 }
 
 fn rv(p: &Pod) -> i64 {
@@ -139,6 +141,7 @@ impl PodWorker {
             volumes_refreshed: None,
             last_published: None,
             gone: false,
+            startup_recorded: false,
         }
     }
 
@@ -192,10 +195,32 @@ impl PodWorker {
                     to = ?next,
                     "pod lifecycle"
                 );
+                if next == PodLifecycle::Running && !self.startup_recorded {
+                    self.startup_recorded = true;
+                    self.record_startup();
+                }
                 self.record.lifecycle = next;
                 self.persist();
             }
             Err(e) => tracing::error!(pod = %self.pod_key(), error = %e, "refused transition"),
+        }
+    }
+
+    /// Records the time from the pod's creation to now, when its containers have started.
+    fn record_startup(&self) {
+        let created = self
+            .latest
+            .as_ref()
+            .and_then(|p| p.metadata.as_ref())
+            .and_then(|m| m.creation_timestamp.as_deref())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+        if let Some(created) = created {
+            let seconds = (jiff::Timestamp::now() - created).total(jiff::Unit::Second);
+            if let Ok(seconds) = seconds {
+                crate::metrics::METRICS
+                    .pod_startup
+                    .record(seconds.max(0.0), &[]);
+            }
         }
     }
 
@@ -669,6 +694,7 @@ impl PodWorker {
         policy.next(&mut rec.backoff, now);
         rec.last_terminated = Some(Terminated::from_status(self.ctx.runtime.name(), exited));
         rec.restart_count += 1;
+        crate::metrics::METRICS.container_restarts.add(1, &[]);
         rec.id = None;
         rec.waiting = None;
         let restart_count = rec.restart_count;

@@ -44,6 +44,8 @@ pub(crate) struct GroupCommitter {
     /// Compactions in progress: target revision and who to tell.
     pub(crate) compactions: Vec<(Revision, oneshot::Sender<Result<(), StoreError>>)>,
     pub(crate) metrics: CommitMetrics,
+    /// The database file, whose size `navarch_store_size_bytes` reports.
+    pub(crate) path: std::path::PathBuf,
 }
 
 /// The group committer's instruments (Prometheus names in comments).
@@ -56,6 +58,8 @@ pub(crate) struct CommitMetrics {
     revision: opentelemetry::metrics::Gauge<u64>,
     /// `navarch_store_commit_failures_total`: batches that failed (every txn in it failed).
     failures: opentelemetry::metrics::Counter<u64>,
+    /// `navarch_store_size_bytes`: the database file's size (history kept until compaction).
+    size: opentelemetry::metrics::Gauge<u64>,
 }
 
 impl CommitMetrics {
@@ -87,6 +91,11 @@ impl CommitMetrics {
                 .with_description("The store's current revision")
                 .build(),
             failures,
+            size: meter
+                .u64_gauge("navarch.store.size")
+                .with_unit("By")
+                .with_description("Size of the store's database file")
+                .build(),
         }
     }
 }
@@ -159,6 +168,9 @@ impl GroupCommitter {
                     .record(started.elapsed().as_secs_f64(), &[]);
                 self.metrics.batch.record(txns.len() as u64, &[]);
                 self.metrics.revision.record(revision.max(0) as u64, &[]);
+                if let Ok(meta) = std::fs::metadata(&self.path) {
+                    self.metrics.size.record(meta.len(), &[]);
+                }
                 for changes in changes {
                     // No receivers is fine: nobody is watching.
                     let _ = self.events.send(changes);

@@ -109,6 +109,7 @@ impl EmbeddedStore {
             compacted,
             compactions: Vec::new(),
             metrics: committer::CommitMetrics::new(),
+            path: path.clone(),
         };
         let committer = std::thread::Builder::new()
             .name("store-committer".into())
