@@ -415,3 +415,43 @@ scrape_configs:
     });
     println!("{} rules loaded and evaluated", loaded.len());
 }
+
+#[test]
+fn navarch_status_prints_control_plane_checks_and_nodes() {
+    let mut n = Navarch::up().unwrap();
+    let data_dir = n.data_dir.clone();
+    let status = || {
+        Command::new(navarch_e2e::navarch_bin())
+            .args(["status", "--data-dir"])
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let out = eventually("status ready", Duration::from_secs(20), || {
+        let out = status();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success() && text.contains("node ") && text.contains("   Ready"))
+            .then_some(text)
+    });
+    println!("{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("CONTROL PLANE") && lines[0].ends_with("Ready"));
+    let store = lines.iter().find(|l| l.starts_with("store ")).unwrap();
+    assert_eq!(
+        store.split_whitespace().collect::<Vec<_>>(),
+        ["store", "-", "ok"]
+    );
+    let header = lines.iter().position(|l| l.starts_with("NAME ")).unwrap();
+    let node: Vec<&str> = lines[header + 1].split_whitespace().collect();
+    assert_eq!(node[1], "Ready", "{out}");
+    assert!(node[3].ends_with("/110"), "{out}");
+
+    // With the control plane gone, it says so and fails.
+    n.stop().unwrap();
+    let out = status();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("unreachable"),
+        "{out:?}"
+    );
+}

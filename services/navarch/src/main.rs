@@ -6,6 +6,7 @@ mod bench_facade;
 mod bench_scheduler;
 mod cluster;
 mod scheduler;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,12 @@ enum Command {
         #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// The health of the control plane (its livez/readyz checks) and of every node.
+    Status {
+        /// The data dir `navarch up` / `navarch server` uses.
+        #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
@@ -71,6 +78,7 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => cluster::run(args, "server", None).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Kubeconfig { data_dir } => cluster::print_kubeconfig(&data_dir),
+            Command::Status { data_dir } => status::run(&data_dir).await,
             Command::Bench {
                 what: BenchCommand::Store(args),
             } => bench::store(args).await,
