@@ -264,14 +264,18 @@ impl Object {
         }
     }
 
-    /// Everything but `metadata`, `status`, `apiVersion` and `kind`: what a spec change is,
-    /// for `metadata.generation` (encoded for comparison).
-    pub fn spec_fingerprint(&self) -> Vec<u8> {
-        let mut m = self.message.clone();
-        for f in ["metadata", "status", "apiVersion", "kind"] {
-            m.clear_field_by_name(f);
-        }
-        m.encode_to_vec()
+    /// Whether everything but `metadata`, `status`, `apiVersion` and `kind` (what a spec
+    /// change is, for `metadata.generation`) is the same in both. Compared as values, not as
+    /// encodings: map fields (labels, selectors) encode in no fixed order.
+    pub fn same_spec(&self, other: &Self) -> bool {
+        let strip = |o: &Self| {
+            let mut m = o.message.clone();
+            for f in ["metadata", "status", "apiVersion", "kind"] {
+                m.clear_field_by_name(f);
+            }
+            m
+        };
+        strip(self) == strip(other)
     }
 
     /// Converts to a generated type.

@@ -76,3 +76,41 @@ fn type_errors_name_the_field() {
     );
     assert!(err.to_string().contains("expected 32-bit integer"), "{err}");
 }
+
+/// Map fields (labels, selectors) encode in no fixed order: a re-encoded object with the same
+/// spec is the same spec (a spurious difference bumped `metadata.generation` on every write,
+/// and controllers chased the Deployment for hundreds of generations).
+#[test]
+fn same_spec_ignores_map_order_and_metadata() {
+    let kind = navarch_api::kinds::by_resource("apps", "v1", "deployments").unwrap();
+    let labels: serde_json::Map<String, serde_json::Value> = (0..8)
+        .map(|i| {
+            (
+                format!("label-{i}.example.com/key"),
+                json!(format!("value-{i}")),
+            )
+        })
+        .collect();
+    let doc = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
+        }
+    });
+    let (first, _) = navarch_api::Object::from_json(kind, &doc, FieldValidation::Strict).unwrap();
+    let mut copy = first.clone();
+    for _ in 0..20 {
+        copy = navarch_api::Object::decode(kind, &copy.encode()).unwrap();
+        copy.update_meta(|m| m.generation = Some(7));
+        assert!(first.same_spec(&copy));
+    }
+    let mut scaled = doc.clone();
+    scaled["spec"]["replicas"] = json!(3);
+    let (scaled, _) =
+        navarch_api::Object::from_json(kind, &scaled, FieldValidation::Strict).unwrap();
+    assert!(!first.same_spec(&scaled));
+}

@@ -485,7 +485,7 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Object, ApiError> {
         navarch_api::defaults::apply_defaults(kind, &mut merged.message);
-        if has_spec(kind) && merged.spec_fingerprint() != current.spec_fingerprint() {
+        if has_spec(kind) && !merged.same_spec(&current) {
             let generation = current.meta().generation.unwrap_or(0) + 1;
             merged.update_meta(|m| m.generation = Some(generation));
         }

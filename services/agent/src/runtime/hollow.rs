@@ -264,6 +264,10 @@ impl ContainerRuntime for HollowRuntime {
         Ok(self.status_of(id, c, now))
     }
 
+    fn simulates_network(&self) -> bool {
+        true
+    }
+
     async fn exec_sync(&self, id: &str, _cmd: &[String], _timeout: Duration) -> Result<ExecOutput> {
         self.container_status(id).await?;
         Ok(ExecOutput::default())

@@ -104,4 +104,8 @@ impl ContainerRuntime for Instrumented {
     fn probe_host(&self, sandbox: &SandboxStatus) -> String {
         self.0.probe_host(sandbox)
     }
+
+    fn simulates_network(&self) -> bool {
+        self.0.simulates_network()
+    }
 }

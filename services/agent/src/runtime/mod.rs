@@ -268,6 +268,11 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// CRI's `UpdateRuntimeConfig`: the node's pod CIDR, once the cluster has assigned one
     /// (`node.spec.podCIDR`). Runtimes without a pod network ignore it.
     fn update_pod_cidr(&self, _cidr: &str) {}
+    /// Whether pods' networks are simulated (the hollow runtime): HTTP and TCP probes then
+    /// succeed without connecting anywhere, as the simulated containers would answer.
+    fn simulates_network(&self) -> bool {
+        false
+    }
     /// The address probes and hooks connect to for this sandbox (pod IP, or 127.0.0.1 for host
     /// processes).
     fn probe_host(&self, sandbox: &SandboxStatus) -> String {

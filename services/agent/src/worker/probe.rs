@@ -247,6 +247,11 @@ impl ProbeTask {
                 ))
             };
         }
+        if (self.probe.http_get.is_some() || self.probe.tcp_socket.is_some())
+            && self.runtime.simulates_network()
+        {
+            return Ok(());
+        }
         if let Some(http) = &self.probe.http_get {
             let host = http
                 .host
