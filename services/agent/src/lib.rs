@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod dns;
+pub mod image_build;
 pub mod logs;
 pub mod machine;
 mod metrics;

@@ -25,6 +25,15 @@ pub struct ServerArgs {
     /// `/livez`, `/readyz`, `/healthz`, without credentials.
     #[arg(long, default_value_t = crate::default_telemetry_listen())]
     pub telemetry_listen: SocketAddr,
+    /// Users' bearer tokens (Kubernetes' `--token-auth-file` format: `token,user,uid,"groups"`),
+    /// e.g. a mounted Secret shared by several servers. Default: `tokens.csv` in the data dir,
+    /// created with the admin user on first start.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// A directory holding the cluster CA (`ca.crt`, `ca.key`), e.g. a mounted Secret, so
+    /// several servers share one CA. Default: the CA in the data dir, created on first start.
+    #[arg(long)]
+    pub cluster_ca_dir: Option<PathBuf>,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -128,15 +137,37 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster admin (`system:masters`).
+fn admin_user() -> UserInfo {
+    UserInfo {
+        name: "admin".into(),
+        uid: "admin".into(),
+        groups: vec!["system:masters".into()],
+    }
+}
+
+/// Copies the cluster CA from `from` (a mounted Secret) into the PKI dir, replacing the one
+/// there when it differs; the serving certificate is then re-issued by that CA.
+fn adopt_cluster_ca(from: &Path, pki: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(pki).with_context(|| format!("creating {}", pki.display()))?;
+    for file in ["ca.crt", "ca.key"] {
+        let source = from.join(file);
+        let text = std::fs::read_to_string(&source)
+            .with_context(|| format!("reading {} (--cluster-ca-dir)", source.display()))?;
+        let target = pki.join(file);
+        if std::fs::read_to_string(&target).ok().as_deref() != Some(text.as_str()) {
+            write_private(&target, &text)?;
+            tracing::info!(from = %source.display(), to = %target.display(), "cluster CA taken from --cluster-ca-dir");
+        }
+    }
+    Ok(())
+}
+
 /// Loads the token file, creating it with the admin user on first start.
 fn token_auth(data_dir: &Path, admin_token: &str) -> anyhow::Result<TokenFile> {
     let path = data_dir.join(TOKEN_AUTH_FILE);
     if !path.exists() {
-        let admin = UserInfo {
-            name: "admin".into(),
-            uid: "admin".into(),
-            groups: vec!["system:masters".into()],
-        };
+        let admin = admin_user();
         write_private(
             &path,
             &format!(
@@ -168,9 +199,25 @@ pub async fn run(
         .kubernetes_ip()
         .to_string(),
     );
+    if let Some(dir) = &args.cluster_ca_dir {
+        adopt_cluster_ca(dir, &data_dir.join("pki"))?;
+    }
     let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &sans)?;
     let admin_token = ensure_admin_token(&data_dir)?;
-    let tokens = token_auth(&data_dir, &admin_token)?;
+    let authenticators: Vec<Arc<dyn navarch_gateway::auth::Authenticator>> = match &args
+        .token_auth_file
+    {
+        // Users come from the shared file; this process's own components use the data
+        // dir's admin token, known only here.
+        Some(file) => vec![
+            Arc::new(TokenFile::load(file).with_context(|| format!("loading {}", file.display()))?),
+            Arc::new(TokenFile::parse(&TokenFile::line(
+                &admin_token,
+                &admin_user(),
+            ))?),
+        ],
+        None => vec![Arc::new(token_auth(&data_dir, &admin_token)?)],
+    };
     let store = match args.store.as_str() {
         "embedded" => navarch_store::open_embedded(data_dir.join("store"))?,
         url => navarch_store::open_url(url, &args.store_prefix).await?,
@@ -185,7 +232,7 @@ pub async fn run(
         GatewayConfig {
             listen: args.grpc_listen,
             store,
-            authenticator: AuthChain::new(vec![Arc::new(tokens)]),
+            authenticator: AuthChain::new(authenticators),
             authorizer: Arc::new(MastersOnly),
             tls: Some(pki.tonic_server_tls()),
         },

@@ -5,6 +5,7 @@ mod bench;
 mod bench_facade;
 mod bench_scheduler;
 mod cluster;
+mod image;
 mod scheduler;
 mod status;
 
@@ -50,11 +51,22 @@ enum Command {
         #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// The `navarch` OCI image (what the Helm chart runs).
+    Image {
+        #[command(subcommand)]
+        what: ImageCommand,
+    },
     /// Benchmarks that print numbers.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Builds the image from this binary (no container engine needed) and pushes it.
+    Push(image::ImagePushArgs),
 }
 
 #[derive(Subcommand)]
@@ -79,6 +91,12 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent::run(args).await,
             Command::Kubeconfig { data_dir } => cluster::print_kubeconfig(&data_dir),
             Command::Status { data_dir } => status::run(&data_dir).await,
+            Command::Image {
+                what: ImageCommand::Push(args),
+            } => {
+                let _telemetry = navarch_telemetry::init("navarch-image")?;
+                image::run(args).await
+            }
             Command::Bench {
                 what: BenchCommand::Store(args),
             } => bench::store(args).await,
