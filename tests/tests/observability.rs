@@ -455,3 +455,32 @@ fn navarch_status_prints_control_plane_checks_and_nodes() {
         "{out:?}"
     );
 }
+
+#[test]
+fn collector_config_wires_every_pipeline_to_defined_components() {
+    let file = repo_root().join("observability/otel-collector.yaml");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let pipelines = doc["service"]["pipelines"].as_mapping().unwrap();
+    assert!(pipelines.contains_key("traces") && pipelines.contains_key("metrics"));
+    for (name, pipeline) in pipelines {
+        for section in ["receivers", "processors", "exporters"] {
+            for component in pipeline[section].as_sequence().into_iter().flatten() {
+                let component = component.as_str().unwrap();
+                assert!(
+                    doc[section].get(component).is_some(),
+                    "pipeline {name:?} uses {section} {component:?}, which is not defined"
+                );
+            }
+        }
+    }
+    // OTLP in on both transports, the ports Navarch's exporters use by default.
+    assert_eq!(
+        doc["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"],
+        "0.0.0.0:4317"
+    );
+    assert_eq!(
+        doc["receivers"]["otlp"]["protocols"]["http"]["endpoint"],
+        "0.0.0.0:4318"
+    );
+}

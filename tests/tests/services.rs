@@ -254,7 +254,7 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
     let image = registry.image("test/busybox:1");
     let client_files = program_files(
         std::path::Path::new(env!("CARGO_BIN_EXE_podclient")),
-        "podclient",
+        "bin/podclient",
     )
     .unwrap();
     push_busybox_with(&image, &client_files).await.unwrap();
