@@ -30,6 +30,12 @@ pub struct KindInfo {
 }
 
 impl KindInfo {
+    /// A review (SelfSubjectAccessReview, SelfSubjectReview, …): only `create`, answered in
+    /// the returned object's status, never stored.
+    pub fn create_only(&self) -> bool {
+        self.virtual_kind && matches!(self.group, "authorization.k8s.io" | "authentication.k8s.io")
+    }
+
     /// `apps/v1` or `v1`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -122,6 +128,11 @@ kinds! {
     "rbac.authorization.k8s.io" "v1" ClusterRoleBinding "clusterrolebindings" false [] [] status=false scale=false "navarch.api.rbac.v1.ClusterRoleBinding" false;
     "scheduling.k8s.io" "v1" PriorityClass "priorityclasses" false ["pc"] [] status=false scale=false "navarch.api.scheduling.v1.PriorityClass" false;
     "policy" "v1" PodDisruptionBudget "poddisruptionbudgets" true ["pdb"] [] status=true scale=false "navarch.api.policy.v1.PodDisruptionBudget" false;
+    "authorization.k8s.io" "v1" SelfSubjectAccessReview "selfsubjectaccessreviews" false [] [] status=false scale=false "navarch.api.authorization.v1.SelfSubjectAccessReview" true;
+    "authorization.k8s.io" "v1" SelfSubjectRulesReview "selfsubjectrulesreviews" false [] [] status=false scale=false "navarch.api.authorization.v1.SelfSubjectRulesReview" true;
+    "authorization.k8s.io" "v1" SubjectAccessReview "subjectaccessreviews" false [] [] status=false scale=false "navarch.api.authorization.v1.SubjectAccessReview" true;
+    "authorization.k8s.io" "v1" LocalSubjectAccessReview "localsubjectaccessreviews" true [] [] status=false scale=false "navarch.api.authorization.v1.LocalSubjectAccessReview" true;
+    "authentication.k8s.io" "v1" SelfSubjectReview "selfsubjectreviews" false [] [] status=false scale=false "navarch.api.authentication.v1.SelfSubjectReview" true;
     "metrics.k8s.io" "v1beta1" NodeMetrics "nodes" false [] [] status=false scale=false "navarch.api.metrics.v1beta1.NodeMetrics" true;
     "metrics.k8s.io" "v1beta1" PodMetrics "pods" true [] [] status=false scale=false "navarch.api.metrics.v1beta1.PodMetrics" true;
 }
@@ -174,6 +185,10 @@ mod tests {
     fn every_kind_has_its_message_and_list() {
         for kind in KINDS {
             assert_eq!(kind.descriptor().name(), kind.kind, "{}", kind.message);
+            if kind.create_only() {
+                // Reviews: a request answered in its status, never stored, listed or watched.
+                continue;
+            }
             assert!(kind.list_descriptor().is_some(), "{}List", kind.message);
             assert!(kind.descriptor().get_field_by_name("metadata").is_some());
             assert_eq!(

@@ -22,6 +22,7 @@ pub mod hpa;
 pub mod manager;
 pub mod settings;
 
+mod clusterrole;
 mod context;
 mod cronjob;
 mod daemonset;
@@ -57,5 +58,6 @@ pub const CONTROLLERS: &[&str] = &[
     endpoints::ENDPOINTS,
     endpoints::ENDPOINT_SLICES,
     serviceaccount::NAME,
+    clusterrole::NAME,
     nodeipam::NAME,
 ];

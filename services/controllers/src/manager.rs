@@ -294,6 +294,7 @@ fn build_loops(config: &ManagerConfig, shared: &Arc<Shared>) -> Vec<Arc<dyn Cont
             crate::endpoints::build_endpoint_slices,
         ),
         (crate::serviceaccount::NAME, crate::serviceaccount::build),
+        (crate::clusterrole::NAME, crate::clusterrole::build),
         (crate::nodeipam::NAME, crate::nodeipam::build),
         (crate::hpa::NAME, crate::hpa::build),
     ];

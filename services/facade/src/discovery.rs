@@ -391,6 +391,11 @@ mod tests {
                 .map(|a| a.iter().map(|s| s.as_str().unwrap()).collect())
                 .unwrap_or_default();
             assert_eq!(categories, kind.categories, "{}", kind.plural);
+            if kind.create_only() {
+                assert_eq!(r["verbs"], json!(["create"]), "{}", kind.plural);
+                assert!(r.get("storageVersionHash").is_none());
+                continue;
+            }
             assert!(r["verbs"].as_array().unwrap().contains(&json!("get")));
             if READ_ONLY_GROUPS.contains(&kind.group) {
                 assert_eq!(r["verbs"], json!(["get", "list"]), "{}", kind.plural);

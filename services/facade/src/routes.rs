@@ -201,17 +201,53 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-/// Refuses callers the gateway does not authenticate or that may not read cluster state
-/// (a `get` of the `default` namespace stands for the `get /metrics` non-resource rule).
+/// Refuses callers the gateway does not authenticate, and those RBAC does not allow `get` on
+/// the non-resource path `path` (asked as a SelfSubjectAccessReview, as kube-apiserver
+/// authorizes `/metrics`).
 async fn authorize_read(channel: &Channel, headers: &HeaderMap) -> Result<(), ApiError> {
-    match probe_namespace(channel, headers).await {
-        Ok(()) => Ok(()),
-        Err(e) if e.reason == Reason::NotFound => Ok(()),
-        Err(e) if e.reason == Reason::Forbidden => Err(ApiError::forbidden(
-            "forbidden: User cannot get path \"/metrics\"".to_string(),
-        )),
-        Err(e) => Err(e),
+    let path = "/metrics";
+    let kind =
+        navarch_api::kinds::by_resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews")
+            .expect("served");
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"nonResourceAttributes": {"path": path, "verb": "get"}},
+    });
+    let mut gw = gateway::for_request(channel, headers);
+    let answer = gw
+        .create(pb::CreateRequest {
+            resource: gateway::resource(kind, ""),
+            object: Some(pb::RawObject {
+                api_version: "authorization.k8s.io/v1".into(),
+                kind: "SelfSubjectAccessReview".into(),
+                raw: serde_json::to_vec(&review).unwrap_or_default(),
+                content_type: "application/json".into(),
+            }),
+            accept: "application/json".into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(gateway::error)
+        .map_err(|e| match e.reason {
+            // A user who may not even ask is not allowed either.
+            Reason::Forbidden => forbidden_path(path),
+            _ => e,
+        })?
+        .into_inner();
+    let body: Json = answer
+        .object
+        .map(|o| serde_json::from_slice(&o.raw).unwrap_or_default())
+        .unwrap_or_default();
+    if body["status"]["allowed"] == Json::Bool(true) {
+        Ok(())
+    } else {
+        Err(forbidden_path(path))
     }
+}
+
+fn forbidden_path(path: &str) -> ApiError {
+    ApiError::forbidden(format!("forbidden: User cannot get path \"{path}\""))
 }
 
 /// A cheap authenticated read: `get namespaces/default` with the caller's credentials.

@@ -1,11 +1,23 @@
-//! Admission: checks that need cluster state, after validation and before persisting.
-//! Namespace lifecycle for now: content may only be created in a namespace that exists and
-//! is not terminating.
+//! Admission: checks that need cluster state, after validation and before persisting, in
+//! order: namespace lifecycle (content may only be created in a namespace that exists and is
+//! not terminating), then RBAC escalation prevention (a Role, ClusterRole or binding may
+//! grant only what its author holds).
 
 use navarch_api::kinds::KindInfo;
 use navarch_api::{ApiError, Object};
 
-use crate::registry::Registry;
+use crate::registry::{Registry, WriteOptions};
+
+/// Admission for creates and updates of RBAC objects: the author may not grant permissions
+/// it does not hold (see [`crate::rbac::Rbac::check_escalation`]).
+pub fn admit_write(registry: &Registry, obj: &Object, opts: &WriteOptions) -> Result<(), ApiError> {
+    match (registry.rbac(), &opts.user) {
+        (Some(rbac), Some(user)) if obj.kind.group == "rbac.authorization.k8s.io" => {
+            rbac.check_escalation(user, obj)
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Admission for creates.
 pub async fn admit_create(

@@ -2,8 +2,9 @@
 //!
 //! Authentication turns request credentials into a [`UserInfo`] or rejects the request as
 //! Unauthorized (anonymous requests are rejected). Authorization decides whether that user
-//! may perform the verb on the resource; [`MastersOnly`] is the authorizer until RBAC lands:
-//! members of `system:masters` may do everything, others nothing.
+//! may perform the verb on the resource: [`crate::rbac::Rbac`] in a cluster, [`MastersOnly`]
+//! in tests that need no policy (members of `system:masters` may do everything, others
+//! nothing). Every authenticated user is also in `system:authenticated`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -158,10 +159,15 @@ impl AuthChain {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        self.methods
+        let mut user = self
+            .methods
             .iter()
             .find_map(|m| m.authenticate(token))
-            .ok_or_else(ApiError::unauthorized)
+            .ok_or_else(ApiError::unauthorized)?;
+        if !user.in_group(crate::rbac::AUTHENTICATED) {
+            user.groups.push(crate::rbac::AUTHENTICATED.into());
+        }
+        Ok(user)
     }
 }
 
@@ -179,6 +185,88 @@ pub struct Attributes {
 /// Decides whether a user may do what a request asks.
 pub trait Authorizer: Send + Sync + 'static {
     fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Result<(), ApiError>;
+
+    /// Whether `user` may do `req` (access reviews; non-resource paths such as `/metrics`).
+    fn allows(&self, user: &UserInfo, req: &crate::rbac::Request<'_>) -> bool {
+        match *req {
+            crate::rbac::Request::Resource {
+                verb,
+                group,
+                resource,
+                namespace,
+                name,
+            } => {
+                let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+                self.authorize(
+                    user,
+                    &Attributes {
+                        verb: static_verb(verb),
+                        group: group.to_string(),
+                        resource: resource.to_string(),
+                        subresource: subresource.to_string(),
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                    },
+                )
+                .is_ok()
+            }
+            crate::rbac::Request::NonResource { .. } => user.in_group("system:masters"),
+        }
+    }
+
+    /// The rules `user` holds in `namespace` (SelfSubjectRulesReview), and whether the list
+    /// is complete.
+    fn rules(
+        &self,
+        user: &UserInfo,
+        _namespace: &str,
+    ) -> (Vec<navarch_api::rbac::v1::PolicyRule>, bool) {
+        if user.in_group("system:masters") {
+            let all = vec!["*".to_string()];
+            let rules = vec![
+                navarch_api::rbac::v1::PolicyRule {
+                    api_groups: all.clone(),
+                    resources: all.clone(),
+                    verbs: all.clone(),
+                    ..Default::default()
+                },
+                navarch_api::rbac::v1::PolicyRule {
+                    non_resource_ur_ls: all.clone(),
+                    verbs: all,
+                    ..Default::default()
+                },
+            ];
+            return (rules, true);
+        }
+        (Vec::new(), false)
+    }
+}
+
+/// The verbs Kubernetes authorizes, as the `&'static str` [`Attributes`] carries.
+pub fn static_verb(verb: &str) -> &'static str {
+    const VERBS: &[&str] = &[
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "bind",
+        "escalate",
+        "impersonate",
+        "use",
+        "approve",
+        "sign",
+        "proxy",
+        "*",
+    ];
+    VERBS
+        .iter()
+        .find(|v| **v == verb)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 /// Members of `system:masters` may do everything; everyone else is forbidden.

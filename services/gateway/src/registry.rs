@@ -47,6 +47,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: String,
     pub field_validation: FieldValidation,
+    /// Who writes (for admission checks that depend on the author, like RBAC escalation);
+    /// `None` for the gateway's own writes.
+    pub user: Option<crate::auth::UserInfo>,
 }
 
 /// Options of a list.
@@ -83,6 +86,8 @@ pub struct Registry {
     store: Arc<dyn Store>,
     cache: Arc<WatchCache>,
     services: ServiceAllocator,
+    /// The RBAC authorizer, when RBAC is on: its escalation check is an admission step.
+    rbac: std::sync::OnceLock<Arc<crate::rbac::Rbac>>,
 }
 
 /// `/registry/<group>/<plural>/<namespace>/<name>` (no namespace segment when cluster-scoped).
@@ -177,7 +182,17 @@ impl Registry {
             store,
             cache,
             services: ServiceAllocator::new(network),
+            rbac: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns on RBAC escalation prevention for writes of RBAC objects.
+    pub fn set_rbac(&self, rbac: Arc<crate::rbac::Rbac>) {
+        let _ = self.rbac.set(rbac);
+    }
+
+    pub(crate) fn rbac(&self) -> Option<&Arc<crate::rbac::Rbac>> {
+        self.rbac.get()
     }
 
     /// The Service address allocator.
@@ -355,6 +370,7 @@ impl Registry {
         }
         validate(kind, &obj, None, &name_hint)?;
         admission::admit_create(self, kind, &obj).await?;
+        admission::admit_write(self, &obj, opts)?;
         if !opts.field_manager.is_empty() {
             record_manager(&mut obj, None, &opts.field_manager, &now);
         }
@@ -490,6 +506,7 @@ impl Registry {
             merged.update_meta(|m| m.generation = Some(generation));
         }
         validate(kind, &merged, Some(&current), name)?;
+        admission::admit_write(self, &merged, opts)?;
         if !opts.field_manager.is_empty() {
             record_manager(
                 &mut merged,

@@ -216,9 +216,15 @@ fn resolve_for_write(
     Ok((kind, sub))
 }
 
-fn write_options(opts: Option<&pb::WriteOptions>) -> Result<WriteOptions, ApiError> {
+fn write_options(
+    opts: Option<&pb::WriteOptions>,
+    user: &UserInfo,
+) -> Result<WriteOptions, ApiError> {
     let Some(o) = opts else {
-        return Ok(WriteOptions::default());
+        return Ok(WriteOptions {
+            user: Some(user.clone()),
+            ..Default::default()
+        });
     };
     let field_validation = FieldValidation::parse(&o.field_validation).ok_or_else(|| {
         ApiError::bad_request(format!(
@@ -237,6 +243,7 @@ fn write_options(opts: Option<&pb::WriteOptions>) -> Result<WriteOptions, ApiErr
         dry_run: !o.dry_run.is_empty(),
         field_manager: o.field_manager.clone(),
         field_validation,
+        user: Some(user.clone()),
     })
 }
 
@@ -707,7 +714,17 @@ impl Gateway for GatewayService {
         let result = async {
             let user = user?;
             let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
-            let opts = write_options(r.options.as_ref())?;
+            let opts = write_options(r.options.as_ref(), &user)?;
+            if kind.create_only() && sub.is_empty() {
+                self.authorize(&user, "create", kind, "", &r.namespace, "")?;
+                let (obj, unknown) = decode_object(kind, r.object.as_ref(), opts.field_validation)?;
+                let answered =
+                    crate::reviews::answer(self.authorizer.as_ref(), &user, &r.namespace, &obj)?;
+                return Ok(pb::ObjectResponse {
+                    object: Some(raw_as(&answered, kind, &r.accept)?),
+                    warnings: warnings(unknown),
+                });
+            }
             match sub.as_str() {
                 "" => {
                     self.authorize(&user, "create", kind, "", &r.namespace, "")?;
@@ -831,7 +848,7 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
             self.authorize(&user, "patch", kind, &sub, &r.namespace, &r.name)?;
-            let opts = write_options(r.options.as_ref())?;
+            let opts = write_options(r.options.as_ref(), &user)?;
             match sub.as_str() {
                 "" | "status" if !std::ptr::eq(conversion::storage_kind(kind), kind) => {
                     let patched = self
@@ -1055,7 +1072,7 @@ impl GatewayService {
         let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
         let sub = forced_sub.map(str::to_string).unwrap_or(sub);
         self.authorize(&user, "update", kind, &sub, &r.namespace, &r.name)?;
-        let opts = write_options(r.options.as_ref())?;
+        let opts = write_options(r.options.as_ref(), &user)?;
         match sub.as_str() {
             "" | "status" => {
                 let (obj, unknown) = decode_object(kind, r.object.as_ref(), opts.field_validation)?;

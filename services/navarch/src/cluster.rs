@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use navarch_gateway::GatewayConfig;
 use navarch_gateway::auth::{AuthChain, TokenFile, UserInfo};
-use navarch_gateway::{GatewayConfig, MastersOnly};
 use serde::Serialize;
 
 /// Flags shared by `up` and `server`.
@@ -228,19 +228,28 @@ pub async fn run(
         &args.service_node_port_range,
     )?;
     let health = navarch_telemetry::Health::new();
+    let rbac = navarch_gateway::rbac::Rbac::new();
     let gateway = navarch_gateway::start_with_network(
         GatewayConfig {
             listen: args.grpc_listen,
             store,
             authenticator: AuthChain::new(authenticators),
-            authorizer: Arc::new(MastersOnly),
+            authorizer: rbac.clone(),
             tls: Some(pki.tonic_server_tls()),
         },
         network.clone(),
     )
     .await?;
 
+    let rbac_sync = navarch_gateway::rbac::enable(&gateway.registry, &rbac).await?;
     gateway.add_health_checks(&health);
+    let policy = rbac.clone();
+    add_probe(
+        &health,
+        navarch_telemetry::Probe::Ready,
+        "rbac",
+        move || policy.synced(),
+    );
     let grpc = format!("https://{}", gateway.addr);
     let scheduler = crate::scheduler::start(&grpc, pki.ca_pem(), &admin_token).await?;
     add_probe(
@@ -354,6 +363,7 @@ pub async fn run(
         agents.shutdown().await;
     }
     kubernetes_service.abort();
+    rbac_sync.abort();
     telemetry.shutdown();
     controllers.shutdown().await;
     scheduler.shutdown().await;
