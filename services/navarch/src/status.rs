@@ -2,9 +2,7 @@
 //! of every node, in two tables.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context;
 use navarch_api::coordination::v1::Lease;
@@ -27,25 +25,6 @@ struct Connection {
 struct CheckRow {
     live: Option<bool>,
     ready: Option<bool>,
-}
-
-/// `GET path` over plain HTTP/1.0 (the telemetry listener): status code and body.
-fn http_get(authority: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)?
-        .next()
-        .ok_or_else(|| std::io::Error::other(format!("no address for {authority}")))?;
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((code, body.to_string()))
 }
 
 /// `[+]name ok` / `[-]name failed: …` lines of a verbose health answer.
@@ -172,7 +151,8 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
             ))
         } else {
             let t = telemetry.clone();
-            tokio::task::spawn_blocking(move || http_get(&t, endpoint)).await?
+            tokio::task::spawn_blocking(move || navarch_telemetry::health::http_get(&t, endpoint))
+                .await?
         };
         match answer {
             Ok((code, body)) => {
