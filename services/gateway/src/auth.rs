@@ -222,21 +222,7 @@ pub trait Authorizer: Send + Sync + 'static {
         _namespace: &str,
     ) -> (Vec<navarch_api::rbac::v1::PolicyRule>, bool) {
         if user.in_group("system:masters") {
-            let all = vec!["*".to_string()];
-            let rules = vec![
-                navarch_api::rbac::v1::PolicyRule {
-                    api_groups: all.clone(),
-                    resources: all.clone(),
-                    verbs: all.clone(),
-                    ..Default::default()
-                },
-                navarch_api::rbac::v1::PolicyRule {
-                    non_resource_ur_ls: all.clone(),
-                    verbs: all,
-                    ..Default::default()
-                },
-            ];
-            return (rules, true);
+            return (crate::rbac::superuser_rules(), true);
         }
         (Vec::new(), false)
     }

@@ -27,6 +27,24 @@ pub const MASTERS: &str = "system:masters";
 /// Every authenticated user's group.
 pub const AUTHENTICATED: &str = "system:authenticated";
 
+/// What `system:masters` holds, as rules: `*` on every resource and every path.
+pub fn superuser_rules() -> Vec<PolicyRule> {
+    let all = vec!["*".to_string()];
+    vec![
+        PolicyRule {
+            api_groups: all.clone(),
+            resources: all.clone(),
+            verbs: all.clone(),
+            ..Default::default()
+        },
+        PolicyRule {
+            non_resource_ur_ls: all.clone(),
+            verbs: all,
+            ..Default::default()
+        },
+    ]
+}
+
 /// What a request asks, as RBAC matches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -202,20 +220,7 @@ impl Rbac {
     /// SelfSubjectRulesReview; masters get `*` on everything.
     pub fn rules(&self, user: &UserInfo, namespace: &str) -> Vec<PolicyRule> {
         if user.in_group(MASTERS) {
-            let all = vec!["*".to_string()];
-            return vec![
-                PolicyRule {
-                    api_groups: all.clone(),
-                    resources: all.clone(),
-                    verbs: all.clone(),
-                    ..Default::default()
-                },
-                PolicyRule {
-                    non_resource_ur_ls: all.clone(),
-                    verbs: all,
-                    ..Default::default()
-                },
-            ];
+            return superuser_rules();
         }
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state
@@ -498,7 +503,6 @@ pub fn spawn_sync(
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             };
-            let mut fresh = State::default();
             let staging = Rbac::default();
             let mut failed = false;
             for kind in rbac_kinds() {
@@ -521,11 +525,10 @@ pub fn spawn_sync(
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
-            std::mem::swap(
-                &mut fresh,
-                &mut staging.state.write().unwrap_or_else(|e| e.into_inner()),
-            );
-            *rbac.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+            *rbac.state.write().unwrap_or_else(|e| e.into_inner()) = staging
+                .state
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner());
             rbac.mark_synced();
             tracing::debug!(revision = from, "RBAC policy loaded");
             for ev in replay {
