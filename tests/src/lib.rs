@@ -159,6 +159,20 @@ impl Navarch {
     }
 
     /// What the process logged so far.
+    /// A kubeconfig like the admin's (written by `navarch up`, with a client certificate) that
+    /// authenticates with the bearer `token` instead: a client certificate would win over a
+    /// `--token` flag, as in kube-apiserver.
+    pub fn kubeconfig_for(&self, token: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).expect("the admin kubeconfig");
+        let mut config: serde_json::Value = serde_yaml::from_str(&text).expect("a YAML kubeconfig");
+        config["users"][0]["user"] = serde_json::json!({ "token": token });
+        let path = self
+            .data_dir
+            .join(format!("kubeconfig-{}", &token[..token.len().min(8)]));
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("writing");
+        path
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }

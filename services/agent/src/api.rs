@@ -21,6 +21,83 @@ pub trait PodApi: Send + Sync + 'static {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
     /// The Services of `namespace` (for the containers' service environment variables).
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
+    /// A service-account token bound to a pod (projected `serviceAccountToken` volumes).
+    async fn service_account_token(&self, want: &TokenFor) -> Result<String, ApiError>;
+}
+
+/// What a projected `serviceAccountToken` source asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TokenFor {
+    pub namespace: String,
+    pub account: String,
+    /// Empty: the API server.
+    pub audience: String,
+    pub seconds: i64,
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
+/// Remembers tokens per pod and source, asking for a new one once 80% of the old one's
+/// lifetime has passed (as the kubelet's token manager), so volume refreshes do not mint a
+/// token each time.
+pub struct TokenCache<A> {
+    inner: A,
+    tokens: Mutex<
+        std::collections::HashMap<TokenFor, (String, std::time::Instant, std::time::Instant)>,
+    >,
+}
+
+impl<A> TokenCache<A> {
+    pub fn new(inner: A) -> Self {
+        Self {
+            inner,
+            tokens: Mutex::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl<A: PodApi> PodApi for TokenCache<A> {
+    async fn update_status(&self, pod: &Pod, status: PodStatus) -> Result<Option<Pod>, ApiError> {
+        self.inner.update_status(pod, status).await
+    }
+
+    async fn delete_final(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        self.inner.delete_final(namespace, name, uid).await
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
+        self.inner.secret(namespace, name).await
+    }
+
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
+        self.inner.config_map(namespace, name).await
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        self.inner.services(namespace).await
+    }
+
+    async fn service_account_token(&self, want: &TokenFor) -> Result<String, ApiError> {
+        let now = std::time::Instant::now();
+        {
+            let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((token, refresh_at, _)) = tokens.get(want)
+                && now < *refresh_at
+            {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.inner.service_account_token(want).await?;
+        let lifetime = std::time::Duration::from_secs(want.seconds.max(1) as u64);
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.retain(|_, (_, _, expires)| *expires > now);
+        tokens.insert(
+            want.clone(),
+            (token.clone(), now + lifetime.mul_f64(0.8), now + lifetime),
+        );
+        Ok(token)
+    }
 }
 
 fn meta(pod: &Pod) -> (String, String, String) {
@@ -58,6 +135,23 @@ impl PodApi for Client {
             }
         }
         Err(ApiError::conflict("pods", &name, "status kept conflicting"))
+    }
+
+    async fn service_account_token(&self, want: &TokenFor) -> Result<String, ApiError> {
+        let audiences: Vec<String> = (!want.audience.is_empty())
+            .then(|| want.audience.clone())
+            .into_iter()
+            .collect();
+        let (token, _) = self
+            .request_token(
+                &want.namespace,
+                &want.account,
+                &audiences,
+                want.seconds,
+                Some((&want.pod_name, &want.pod_uid)),
+            )
+            .await?;
+        Ok(token)
     }
 
     async fn delete_final(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
@@ -173,6 +267,13 @@ impl PodApi for FakePodApi {
             .find(|s| s.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some(name))
             .cloned()
             .ok_or_else(|| ApiError::not_found("configmaps", name))
+    }
+
+    async fn service_account_token(&self, want: &TokenFor) -> Result<String, ApiError> {
+        Ok(format!(
+            "token-for-{}-{}-{}",
+            want.namespace, want.account, want.pod_name
+        ))
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {

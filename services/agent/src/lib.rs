@@ -266,7 +266,7 @@ pub async fn start(
         node_name: config.node_name.clone(),
         host_ips,
         runtime: runtime.clone(),
-        api: Arc::new(client.clone()),
+        api: Arc::new(api::TokenCache::new(client.clone())),
         records,
         log_root: data_dir.join("logs").join("pods"),
         volume_root: data_dir.join("volumes"),
@@ -373,7 +373,7 @@ pub async fn start_hollow_fleet(client: Client, config: HollowFleetConfig) -> Ru
     let dispatcher = pods::PodDispatcher::default();
     let permits = Arc::new(Semaphore::new(config.register_concurrency.max(1)));
     let mut tasks = vec![];
-    let api: Arc<dyn api::PodApi> = Arc::new(client.clone());
+    let api: Arc<dyn api::PodApi> = Arc::new(api::TokenCache::new(client.clone()));
     for n in 0..config.count {
         let name = format!("{}-{n}", config.name_prefix);
         // 10.128.0.0/9 as made-up node addresses, never routed anywhere.

@@ -43,6 +43,9 @@ pub struct Settings {
     /// How long after start a not-ready pod is still taken as "becoming ready"
     /// (`--horizontal-pod-autoscaler-initial-readiness-delay`).
     pub hpa_initial_readiness_delay: Duration,
+    /// The cluster CA (PEM) published in every namespace as the `kube-root-ca.crt`
+    /// ConfigMap (`--root-ca-file`); empty publishes nothing.
+    pub root_ca_pem: String,
 }
 
 impl Default for Settings {
@@ -64,6 +67,7 @@ impl Default for Settings {
             hpa_tolerance: 0.1,
             hpa_cpu_initialization_period: Duration::from_secs(300),
             hpa_initial_readiness_delay: Duration::from_secs(30),
+            root_ca_pem: String::new(),
         }
     }
 }

@@ -12,14 +12,25 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+/// The header the TLS listener sets to the caller's client certificate (base64 DER), after
+/// removing any a caller sent; forwarded to the gateway, which believes it only from the
+/// facade's own connection (`navarch_gateway::auth::FRONT_PROXY_USER`).
+pub const CLIENT_CERT_HEADER: &str = "navarch-client-certificate";
+
 /// Adds the caller's credentials to a gateway call.
 #[derive(Clone)]
-pub struct ForwardAuth(Option<MetadataValue<Ascii>>);
+pub struct ForwardAuth {
+    authorization: Option<MetadataValue<Ascii>>,
+    certificate: Option<MetadataValue<Ascii>>,
+}
 
 impl tonic::service::Interceptor for ForwardAuth {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(v) = &self.0 {
+        if let Some(v) = &self.authorization {
             req.metadata_mut().insert("authorization", v.clone());
+        }
+        if let Some(v) = &self.certificate {
+            req.metadata_mut().insert(CLIENT_CERT_HEADER, v.clone());
         }
         if navarch_telemetry::traces::exporting() {
             navarch_telemetry::traces::inject_grpc(req.metadata_mut());
@@ -34,22 +45,34 @@ pub type Gateway = GatewayClient<InterceptedService<Channel, ForwardAuth>>;
 /// Largest gateway answer the facade reads (lists of many objects).
 const MAX_DECODE_BYTES: usize = 256 * 1024 * 1024;
 
-/// The client for a request: the caller's `Authorization` header is forwarded as is (only a
-/// bearer token authenticates; anything else is rejected by the gateway as Unauthorized).
+/// The client for a request: the caller's client certificate and `Authorization` header are
+/// forwarded as they are (a certificate or a bearer token authenticates; anything else is
+/// rejected by the gateway as Unauthorized).
 pub fn for_request(channel: &Channel, headers: &HeaderMap) -> Gateway {
-    let auth = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| MetadataValue::try_from(v.trim()).ok());
-    GatewayClient::with_interceptor(channel.clone(), ForwardAuth(auth))
+    let forward = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| MetadataValue::try_from(v.trim()).ok())
+    };
+    let auth = ForwardAuth {
+        authorization: forward(http::header::AUTHORIZATION.as_str()),
+        certificate: forward(CLIENT_CERT_HEADER),
+    };
+    GatewayClient::with_interceptor(channel.clone(), auth)
         .max_decoding_message_size(MAX_DECODE_BYTES)
         .max_encoding_message_size(64 * 1024 * 1024)
 }
 
 /// A lazily connected channel to the gateway at `url` (`https://host:port`), verifying its
 /// certificate against the cluster CA. IP addresses are checked as `localhost`, which every
-/// serving certificate of the cluster carries.
-pub fn channel(url: &str, ca_pem: &str) -> Result<Channel, ApiError> {
+/// serving certificate of the cluster carries. `identity` (`cert_pem`, `key_pem`) is the
+/// facade's own client certificate, which lets the gateway believe forwarded certificates.
+pub fn channel(
+    url: &str,
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<Channel, ApiError> {
     navarch_pki::ensure_crypto_provider();
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| ApiError::bad_request(format!("invalid gateway URL {url}: {e}")))?
@@ -68,12 +91,14 @@ pub fn channel(url: &str, ca_pem: &str) -> Result<Channel, ApiError> {
         } else {
             host
         };
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+            .domain_name(domain);
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
         endpoint
-            .tls_config(
-                ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
-                    .domain_name(domain),
-            )
+            .tls_config(tls)
             .map_err(|e| ApiError::internal(format!("TLS configuration: {e}")))?
     } else {
         endpoint

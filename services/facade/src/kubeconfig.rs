@@ -1,5 +1,6 @@
 //! The kubeconfig `navarch up` writes for the admin user: the HTTPS server URL, the cluster CA
-//! inline, and a bearer token; one context, `navarch`, current.
+//! inline, and the admin's credentials (a client certificate, or a bearer token); one
+//! context, `navarch`, current.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -23,9 +24,31 @@ pub fn server_url(addr: std::net::SocketAddr) -> String {
     format!("https://{}", std::net::SocketAddr::new(ip, addr.port()))
 }
 
+/// How a kubeconfig's user authenticates.
+pub enum Credentials<'a> {
+    Token(&'a str),
+    /// A client certificate and its key, PEM.
+    Certificate {
+        cert_pem: &'a str,
+        key_pem: &'a str,
+    },
+}
+
 /// A kubeconfig (YAML) for `server` that trusts `ca_pem` and authenticates with `token`.
 pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
+    render_with(server, ca_pem, Credentials::Token(token))
+}
+
+/// A kubeconfig (YAML) for `server` that trusts `ca_pem` and authenticates with `credentials`.
+pub fn render_with(server: &str, ca_pem: &str, credentials: Credentials<'_>) -> String {
     let user = format!("{CONTEXT}-admin");
+    let credentials = match credentials {
+        Credentials::Token(token) => json!({"token": token}),
+        Credentials::Certificate { cert_pem, key_pem } => json!({
+            "client-certificate-data": BASE64.encode(cert_pem.as_bytes()),
+            "client-key-data": BASE64.encode(key_pem.as_bytes()),
+        }),
+    };
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -38,7 +61,7 @@ pub fn render(server: &str, ca_pem: &str, token: &str) -> String {
         }],
         "users": [{
             "name": user,
-            "user": {"token": token},
+            "user": credentials,
         }],
         "contexts": [{
             "name": CONTEXT,

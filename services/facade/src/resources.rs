@@ -5,9 +5,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::StatusCode;
 use http::request::Parts;
+use navarch_api::ApiError;
 use navarch_api::gateway::v1 as pb;
 use navarch_api::kinds::KindInfo;
-use navarch_api::{ApiError, Reason};
 use serde_json::{Value as Json, json};
 
 use crate::convert;
@@ -285,15 +285,9 @@ fn body_object(call: &Call<'_>, body: Bytes) -> Result<pb::RawObject, ApiError> 
 async fn create(call: &Call<'_>, body: Bytes) -> Result<Response, ApiError> {
     let t = &call.target;
     match t.subresource.as_str() {
-        "" | "binding" | "eviction" => {}
+        "" | "binding" | "eviction" | "token" => {}
         "exec" => return crate::exec::refuse_spdy(call).await,
         s if AGENT_SUBRESOURCES.contains(&s) => return agent_subresource(call).await,
-        "token" => {
-            return Err(ApiError::new(
-                Reason::MethodNotAllowed,
-                "serviceaccounts/token (TokenRequest) is not served yet",
-            ));
-        }
         other => return Err(request::method_not_allowed("POST", other)),
     }
     let object = body_object(call, body)?;

@@ -42,7 +42,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -56,6 +56,7 @@ pub async fn serve(
                     return;
                 }
             };
+            let service = TowerToHyperService::new(with_client_cert(router, &tls));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new());
             builder
@@ -79,4 +80,40 @@ pub async fn serve(
             "closing remaining API connections"
         );
     }
+}
+
+/// `router` behind a layer that sets [`crate::gateway::CLIENT_CERT_HEADER`] on every request
+/// of the connection to its client certificate (verified against the cluster CA by the
+/// handshake), after removing any such header a caller sent.
+fn with_client_cert(
+    router: Router,
+    tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> impl tower::Service<
+    axum::http::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    use base64::Engine as _;
+    let cert = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| {
+            http::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(der)).ok()
+        });
+    tower::ServiceExt::map_request(
+        router,
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            let headers = req.headers_mut();
+            headers.remove(crate::gateway::CLIENT_CERT_HEADER);
+            if let Some(cert) = &cert {
+                headers.insert(crate::gateway::CLIENT_CERT_HEADER, cert.clone());
+            }
+            req
+        },
+    )
 }

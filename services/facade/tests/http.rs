@@ -34,6 +34,7 @@ impl Cluster {
                 name: "admin".into(),
                 uid: "1".into(),
                 groups: vec!["system:masters".into()],
+                extra: Default::default(),
             },
         );
         let gateway = tokio::time::timeout(
@@ -44,14 +45,18 @@ impl Cluster {
                 authenticator: AuthChain::new(vec![Arc::new(tokens)]),
                 authorizer: Arc::new(MastersOnly),
                 tls: Some(pki.tonic_server_tls()),
+                tokens: None,
             }),
         )
         .await
         .unwrap()
         .unwrap();
-        let channel =
-            navarch_facade::gateway::channel(&format!("https://{}", gateway.addr), pki.ca_pem())
-                .unwrap();
+        let channel = navarch_facade::gateway::channel(
+            &format!("https://{}", gateway.addr),
+            pki.ca_pem(),
+            None,
+        )
+        .unwrap();
         let facade = tokio::time::timeout(
             T,
             navarch_facade::start(navarch_facade::FacadeConfig {

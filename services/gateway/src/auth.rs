@@ -18,6 +18,9 @@ pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (Kubernetes' `user.extra`): for service-account tokens bound to a
+    /// pod, `authentication.kubernetes.io/pod-name`, `…/pod-uid`, `…/credential-id`.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -92,6 +95,7 @@ impl TokenFile {
                 name: fields[1].clone(),
                 uid: fields[2].clone(),
                 groups,
+                extra: Default::default(),
             };
             if tokens.insert(fields[0].clone(), user).is_some() {
                 return Err(err("duplicate token"));
@@ -138,19 +142,91 @@ impl Authenticator for TokenFile {
     }
 }
 
-/// Tries each authenticator in turn.
+/// The API facade's user: the front proxy, which forwards its callers' client certificates
+/// (it is never itself the identity of a request it forwards).
+pub const FRONT_PROXY_USER: &str = "system:navarch:facade";
+
+/// gRPC metadata carrying a caller's client certificate (base64 DER), believed only from the
+/// [`FRONT_PROXY_USER`].
+pub const FORWARDED_CERT: &str = "navarch-client-certificate";
+
+/// The user a client certificate names: CN is the name, each O a group (as Kubernetes).
+pub fn certificate_user(der: &[u8]) -> Result<UserInfo, ApiError> {
+    let subject = navarch_pki::subject(der).map_err(|reason| {
+        tracing::debug!(reason, "client certificate refused");
+        ApiError::unauthorized()
+    })?;
+    Ok(UserInfo {
+        name: subject.common_name,
+        uid: String::new(),
+        groups: subject.organizations,
+        ..Default::default()
+    })
+}
+
+/// Tries the client certificate first (as kube-apiserver), then each token method in turn.
 #[derive(Clone, Default)]
 pub struct AuthChain {
     methods: Vec<Arc<dyn Authenticator>>,
+    forwarded: Option<navarch_pki::ClientVerifier>,
 }
 
 impl AuthChain {
     pub fn new(methods: Vec<Arc<dyn Authenticator>>) -> Self {
-        Self { methods }
+        Self {
+            methods,
+            forwarded: None,
+        }
     }
 
-    /// Authenticates the `authorization` header value (`Bearer <token>`).
+    /// Believe client certificates the front proxy forwards once `verifier` accepts them.
+    pub fn with_forwarded_certificates(mut self, verifier: navarch_pki::ClientVerifier) -> Self {
+        self.forwarded = Some(verifier);
+        self
+    }
+
+    /// Authenticates a call: `peer` is the TLS client certificate of the connection (DER,
+    /// verified by the handshake), `forwarded` the [`FORWARDED_CERT`] metadata, `header` the
+    /// `authorization` metadata.
+    pub fn authenticate(
+        &self,
+        peer: Option<&[u8]>,
+        forwarded: Option<&str>,
+        header: Option<&str>,
+    ) -> Result<UserInfo, ApiError> {
+        let mut user = match peer.map(certificate_user).transpose()? {
+            Some(proxy) if proxy.name == FRONT_PROXY_USER => match forwarded {
+                Some(cert) => self.forwarded_user(cert)?,
+                None => self.token_user(header)?,
+            },
+            Some(user) => user,
+            None => self.token_user(header)?,
+        };
+        if !user.in_group(crate::rbac::AUTHENTICATED) {
+            user.groups.push(crate::rbac::AUTHENTICATED.into());
+        }
+        Ok(user)
+    }
+
+    fn forwarded_user(&self, cert: &str) -> Result<UserInfo, ApiError> {
+        use base64::Engine as _;
+        let verifier = self.forwarded.as_ref().ok_or_else(ApiError::unauthorized)?;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(cert)
+            .map_err(|_| ApiError::unauthorized())?;
+        verifier.verify(&der).map_err(|reason| {
+            tracing::info!(reason, "forwarded client certificate refused");
+            ApiError::unauthorized()
+        })?;
+        certificate_user(&der)
+    }
+
+    /// Authenticates the `authorization` header value (`Bearer <token>`) alone.
     pub fn authenticate_header(&self, header: Option<&str>) -> Result<UserInfo, ApiError> {
+        self.authenticate(None, None, header)
+    }
+
+    fn token_user(&self, header: Option<&str>) -> Result<UserInfo, ApiError> {
         let token = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -159,15 +235,10 @@ impl AuthChain {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(ApiError::unauthorized)?;
-        let mut user = self
-            .methods
+        self.methods
             .iter()
             .find_map(|m| m.authenticate(token))
-            .ok_or_else(ApiError::unauthorized)?;
-        if !user.in_group(crate::rbac::AUTHENTICATED) {
-            user.groups.push(crate::rbac::AUTHENTICATED.into());
-        }
-        Ok(user)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 

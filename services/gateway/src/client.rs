@@ -75,6 +75,43 @@ pub struct DeleteParams {
 }
 
 /// Typed access to the gateway.
+/// How a client authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A bearer token.
+    Token(String),
+    /// A client certificate signed by the cluster CA (mutual TLS), PEM.
+    Certificate { cert_pem: String, key_pem: String },
+}
+
+impl From<&str> for Credentials {
+    fn from(token: &str) -> Self {
+        Self::Token(token.to_string())
+    }
+}
+
+impl From<&String> for Credentials {
+    fn from(token: &String) -> Self {
+        Self::Token(token.clone())
+    }
+}
+
+impl From<(String, String)> for Credentials {
+    /// `(cert_pem, key_pem)`.
+    fn from((cert_pem, key_pem): (String, String)) -> Self {
+        Self::Certificate { cert_pem, key_pem }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Token(_) => "Token(..)",
+            Self::Certificate { .. } => "Certificate(..)",
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
     inner: GatewayClient<InterceptedService<Channel, BearerToken>>,
@@ -140,9 +177,15 @@ fn status(e: tonic::Status) -> ApiError {
 }
 
 impl Client {
-    /// Connects over TLS, verifying the gateway against the cluster CA (PEM).
-    pub async fn connect(url: &str, ca_pem: &str, token: &str) -> Result<Self, ApiError> {
+    /// Connects over TLS, verifying the gateway against the cluster CA (PEM), and
+    /// authenticates with `credentials`: a bearer token (`&str`) or a client certificate.
+    pub async fn connect(
+        url: &str,
+        ca_pem: &str,
+        credentials: impl Into<Credentials>,
+    ) -> Result<Self, ApiError> {
         navarch_pki::ensure_crypto_provider();
+        let credentials = credentials.into();
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| ApiError::bad_request(format!("invalid gateway URL {url}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -156,12 +199,14 @@ impl Client {
             } else {
                 domain
             };
+            let mut tls = ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+                .domain_name(domain);
+            if let Credentials::Certificate { cert_pem, key_pem } = &credentials {
+                tls = tls.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+            }
             endpoint
-                .tls_config(
-                    ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
-                        .domain_name(domain),
-                )
+                .tls_config(tls)
                 .map_err(|e| ApiError::internal(format!("TLS configuration: {e}")))?
         } else {
             endpoint
@@ -169,6 +214,10 @@ impl Client {
         let channel = endpoint.connect().await.map_err(|e| {
             ApiError::unavailable(format!("cannot connect to the gateway at {url}: {e}"))
         })?;
+        let token = match &credentials {
+            Credentials::Token(token) => token.as_str(),
+            Credentials::Certificate { .. } => "",
+        };
         Ok(Self::from_channel(channel, token))
     }
 
@@ -348,6 +397,66 @@ impl Client {
 
     /// Binds a pod to a node through the `pods/binding` subresource (authorized as `create` on
     /// `pods/binding`). Fails with Conflict if the pod is already bound or being deleted.
+    /// A service-account token (TokenRequest on `serviceaccounts/token`) for `account`,
+    /// for `audiences` (empty: the API), valid `seconds`, bound to `pod` (`(name, uid)`)
+    /// when given. Returns the token and its expiry (RFC 3339).
+    pub async fn request_token(
+        &self,
+        namespace: &str,
+        account: &str,
+        audiences: &[String],
+        seconds: i64,
+        pod: Option<(&str, &str)>,
+    ) -> Result<(String, String), ApiError> {
+        use navarch_api::authentication::v1 as authn;
+        let request = authn::TokenRequest {
+            spec: Some(authn::TokenRequestSpec {
+                audiences: audiences.to_vec(),
+                expiration_seconds: Some(seconds),
+                bound_object_ref: pod.map(|(name, uid)| authn::BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.into()),
+                    uid: Some(uid.into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = pb::CreateRequest {
+            resource: resource(
+                kinds::of::<navarch_api::core::v1::ServiceAccount>()
+                    .expect("service accounts are served"),
+                "token",
+            ),
+            namespace: namespace.into(),
+            name: account.into(),
+            object: Some(pb::RawObject {
+                api_version: "authentication.k8s.io/v1".into(),
+                kind: "TokenRequest".into(),
+                raw: request.encode_to_vec(),
+                content_type: content_type::PROTOBUF.into(),
+            }),
+            ..Default::default()
+        };
+        let raw = self
+            .inner
+            .clone()
+            .create(req)
+            .await
+            .map_err(status)?
+            .into_inner()
+            .object
+            .ok_or_else(|| ApiError::internal("TokenRequest answered without an object"))?;
+        let answer = authn::TokenRequest::decode(raw.raw.as_slice())
+            .map_err(|e| ApiError::internal(format!("decoding a TokenRequest: {e}")))?;
+        let status = answer.status.unwrap_or_default();
+        Ok((
+            status.token.unwrap_or_default(),
+            status.expiration_timestamp.unwrap_or_default(),
+        ))
+    }
+
     pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<(), ApiError> {
         let binding = navarch_api::core::v1::Binding {
             metadata: Some(navarch_api::meta::v1::ObjectMeta {

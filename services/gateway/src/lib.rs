@@ -10,6 +10,7 @@ pub mod admission;
 pub mod allocator;
 pub mod auth;
 pub mod client;
+pub mod encryption;
 pub mod filter;
 pub mod kubernetes_service;
 pub mod rbac;
@@ -19,6 +20,7 @@ pub mod resource_metrics;
 pub mod reviews;
 pub mod service;
 pub mod subresources;
+pub mod tokens;
 pub mod trace_links;
 pub mod tunnel;
 pub mod watch_cache;
@@ -54,6 +56,9 @@ pub struct GatewayConfig {
     pub authorizer: Arc<dyn Authorizer>,
     /// Serving certificate and key (PEM); `None` serves plain HTTP/2 (tests only).
     pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// Signs service-account tokens (TokenRequest); `None` issues none. Add it to
+    /// `authenticator` too so the tokens authenticate.
+    pub tokens: Option<Arc<tokens::TokenIssuer>>,
 }
 
 /// Why a gateway could not start.
@@ -169,10 +174,14 @@ pub async fn start_with_network(
         cache,
         network,
     ));
+    if config.tokens.is_some() {
+        registry.mount_service_account_tokens();
+    }
     registry.ensure_system_namespaces().await?;
     registry.repair_service_allocations().await?;
 
-    let service = service::GatewayService::new(registry.clone(), config.authorizer.clone());
+    let service = service::GatewayService::new(registry.clone(), config.authorizer.clone())
+        .with_tokens(config.tokens.clone());
     let chain = config.authenticator.clone();
     let server = GatewayServer::new(service)
         .max_decoding_message_size(16 * 1024 * 1024)
@@ -180,11 +189,14 @@ pub async fn start_with_network(
     let gateway = tonic::service::interceptor::InterceptedService::new(
         server,
         move |mut req: tonic::Request<()>| {
-            let header = req
-                .metadata()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
-            match chain.authenticate_header(header) {
+            let metadata = req.metadata();
+            let text = |key: &str| metadata.get(key).and_then(|v| v.to_str().ok());
+            let peer = req.peer_certs();
+            let peer = peer
+                .as_ref()
+                .and_then(|certs| certs.first())
+                .map(|c| c.as_ref());
+            match chain.authenticate(peer, text(auth::FORWARDED_CERT), text("authorization")) {
                 Ok(user) => {
                     req.extensions_mut().insert(user);
                     Ok(req)

@@ -667,6 +667,7 @@ mod tests {
             name: "system:serviceaccount:team:builder".into(),
             uid: String::new(),
             groups: vec!["system:serviceaccounts".into(), AUTHENTICATED.into()],
+            extra: Default::default(),
         };
         let s = |kind: &str, name: &str, ns: Option<&str>| Subject {
             kind: Some(kind.into()),

@@ -364,8 +364,30 @@ pub fn default_policy() -> Vec<Value> {
                     &["events"],
                     &["create", "patch", "update"],
                 ),
-                rule(&["*"], &["*"], RO),
-                rule(&[""], &["serviceaccounts/token"], &["create"]),
+                // The loops run under this one identity (kube-controller-manager without
+                // --use-service-account-credentials): together they create, update and
+                // delete every kind (the garbage collector and the namespace loop delete
+                // anything), so everything but impersonation; escalate and bind for the
+                // clusterrole-aggregation loop.
+                rule(
+                    &["*"],
+                    &["*"],
+                    &[
+                        "get",
+                        "list",
+                        "watch",
+                        "create",
+                        "update",
+                        "patch",
+                        "delete",
+                        "deletecollection",
+                    ],
+                ),
+                rule(
+                    &["rbac.authorization.k8s.io"],
+                    &["clusterroles", "roles"],
+                    &["escalate", "bind"],
+                ),
             ],
         ),
         cluster_role(

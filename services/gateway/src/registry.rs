@@ -88,6 +88,7 @@ pub struct Registry {
     services: ServiceAllocator,
     /// The RBAC authorizer, when RBAC is on: its escalation check is an admission step.
     rbac: std::sync::OnceLock<Arc<crate::rbac::Rbac>>,
+    service_account_tokens: std::sync::atomic::AtomicBool,
 }
 
 /// `/registry/<group>/<plural>/<namespace>/<name>` (no namespace segment when cluster-scoped).
@@ -115,7 +116,7 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     // Kubernetes' alphabet for generated names: no vowels, no confusable characters.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
@@ -183,7 +184,20 @@ impl Registry {
             cache,
             services: ServiceAllocator::new(network),
             rbac: std::sync::OnceLock::new(),
+            service_account_tokens: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Turns on the ServiceAccount admission that mounts an API token into every pod
+    /// (when the gateway issues service-account tokens).
+    pub fn mount_service_account_tokens(&self) {
+        self.service_account_tokens
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn mounts_service_account_tokens(&self) -> bool {
+        self.service_account_tokens
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Turns on RBAC escalation prevention for writes of RBAC objects.
@@ -368,6 +382,7 @@ impl Registry {
                 ))
             });
         }
+        admission::mutate_create(self, kind, &mut obj).await?;
         validate(kind, &obj, None, &name_hint)?;
         admission::admit_create(self, kind, &obj).await?;
         admission::admit_write(self, &obj, opts)?;

@@ -89,6 +89,7 @@ fn subject(spec: &authz::SubjectAccessReviewSpec) -> Result<UserInfo, ApiError> 
         name,
         uid: spec.uid.clone().unwrap_or_default(),
         groups: spec.groups.clone(),
+        extra: Default::default(),
     })
 }
 
@@ -179,7 +180,16 @@ pub fn answer(
                     username: Some(user.name.clone()),
                     uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
                     groups: user.groups.clone(),
-                    extra: Default::default(),
+                    extra: user
+                        .extra
+                        .iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                navarch_api::meta::v1::StringList { items: v.clone() },
+                            )
+                        })
+                        .collect(),
                 }),
             });
             Object::from_typed(&r)

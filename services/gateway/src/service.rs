@@ -70,6 +70,7 @@ pub struct GatewayService {
     metrics: ApiMetrics,
     tunnels: Tunnels,
     usage: Arc<ResourceMetrics>,
+    tokens: Option<Arc<crate::tokens::TokenIssuer>>,
 }
 
 impl GatewayService {
@@ -80,7 +81,14 @@ impl GatewayService {
             metrics: ApiMetrics::new(),
             tunnels: Tunnels::default(),
             usage: Arc::new(ResourceMetrics::default()),
+            tokens: None,
         }
+    }
+
+    /// Issue service-account tokens (TokenRequest) with `issuer`.
+    pub fn with_tokens(mut self, issuer: Option<Arc<crate::tokens::TokenIssuer>>) -> Self {
+        self.tokens = issuer;
+        self
     }
 
     /// Serve metrics.k8s.io from `usage` (shared with whoever else needs the reports).
@@ -89,11 +97,16 @@ impl GatewayService {
         self
     }
 
-    fn user<T>(req: &Request<T>) -> Result<UserInfo, ApiError> {
-        req.extensions()
+    /// The authenticated caller; a service-account token must still name a live
+    /// ServiceAccount (and Pod).
+    async fn user<T>(&self, req: &Request<T>) -> Result<UserInfo, ApiError> {
+        let user = req
+            .extensions()
             .get::<UserInfo>()
             .cloned()
-            .ok_or_else(ApiError::unauthorized)
+            .ok_or_else(ApiError::unauthorized)?;
+        crate::tokens::check_still_bound(&self.registry, &user).await?;
+        Ok(user)
     }
 
     fn authorize(
@@ -359,7 +372,7 @@ impl Gateway for GatewayService {
         req: Request<pb::PodExecRequest>,
     ) -> Result<Response<Self::PodExecStream>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let mut r = req.into_inner();
         let setup = async {
             let user = user?;
@@ -417,7 +430,7 @@ impl Gateway for GatewayService {
         req: Request<pb::PodLogsRequest>,
     ) -> Result<Response<Self::PodLogsStream>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let mut r = req.into_inner();
         let setup = async {
             let user = user?;
@@ -463,7 +476,7 @@ impl Gateway for GatewayService {
         req: Request<pb::ResourceUsageReport>,
     ) -> Result<Response<pb::ResourceUsageAck>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let result = (|| {
             let user = user?;
@@ -499,7 +512,7 @@ impl Gateway for GatewayService {
         &self,
         req: Request<tonic::Streaming<pb::TunnelUp>>,
     ) -> Result<Response<Self::AgentTunnelStream>, Status> {
-        let user = Self::user(&req)?;
+        let user = self.user(&req).await?;
         let mut up = req.into_inner();
         let node = match up.message().await? {
             Some(pb::TunnelUp {
@@ -542,7 +555,7 @@ impl Gateway for GatewayService {
         req: Request<pb::GetRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = async {
@@ -585,7 +598,7 @@ impl Gateway for GatewayService {
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = async {
@@ -643,7 +656,7 @@ impl Gateway for GatewayService {
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let setup = async {
@@ -708,7 +721,7 @@ impl Gateway for GatewayService {
         req: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = async {
@@ -802,6 +815,39 @@ impl Gateway for GatewayService {
                         warnings: vec![],
                     })
                 }
+                "token" if kind.kind == "ServiceAccount" => {
+                    self.authorize(&user, "create", kind, "token", &r.namespace, &r.name)?;
+                    let issuer = self.tokens.as_ref().ok_or_else(|| {
+                        ApiError::method_not_allowed("this server issues no service-account tokens")
+                    })?;
+                    let body = r
+                        .object
+                        .as_ref()
+                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
+                    let request = subresources::decode_body(
+                        "navarch.api.authentication.v1.TokenRequest",
+                        &body.raw,
+                        &body.content_type,
+                    )?;
+                    let answer = crate::tokens::request(
+                        &self.registry,
+                        issuer,
+                        &r.namespace,
+                        &r.name,
+                        request,
+                    )
+                    .await?;
+                    Ok(pb::ObjectResponse {
+                        object: Some(raw_json(
+                            "authentication.k8s.io/v1",
+                            "TokenRequest",
+                            "navarch.api.authentication.v1.TokenRequest",
+                            &answer,
+                            &r.accept,
+                        )?),
+                        warnings: vec![],
+                    })
+                }
                 other => Err(ApiError::method_not_allowed(format!(
                     "create is not supported on {}/{other}",
                     kind.plural
@@ -817,7 +863,7 @@ impl Gateway for GatewayService {
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, None).await;
@@ -829,7 +875,7 @@ impl Gateway for GatewayService {
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, Some("status")).await;
@@ -841,7 +887,7 @@ impl Gateway for GatewayService {
         req: Request<pb::PatchRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = async {
@@ -936,7 +982,7 @@ impl Gateway for GatewayService {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::ObjectResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let resource = resource_name(r.resource.as_ref());
         let result = async {
@@ -966,7 +1012,7 @@ impl Gateway for GatewayService {
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
         let start = Instant::now();
-        let user = Self::user(&req);
+        let user = self.user(&req).await;
         let r = req.into_inner();
         let list = r.list.unwrap_or_default();
         let resource = resource_name(list.resource.as_ref());

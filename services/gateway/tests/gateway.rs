@@ -33,6 +33,7 @@ impl Cluster {
                 name: "admin".into(),
                 uid: "1".into(),
                 groups: vec!["system:masters".into()],
+                extra: Default::default(),
             },
         );
         tokens.insert(
@@ -41,6 +42,7 @@ impl Cluster {
                 name: "bob".into(),
                 uid: "2".into(),
                 groups: vec![],
+                extra: Default::default(),
             },
         );
         let store = navarch_store::open_embedded(dir.path().join("store")).unwrap();
@@ -50,6 +52,7 @@ impl Cluster {
             authenticator: AuthChain::new(vec![Arc::new(tokens)]),
             authorizer: Arc::new(MastersOnly),
             tls: Some(pki.tonic_server_tls()),
+            tokens: None,
         })
         .await
         .unwrap();

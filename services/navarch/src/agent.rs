@@ -321,6 +321,13 @@ impl NodeNetworking {
     }
 }
 
+/// The node's name: `--node-name`, else the host name in lower case.
+pub fn node_name(args: &NodeArgs) -> String {
+    args.node_name
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().to_lowercase())
+}
+
 /// Starts the node agent (and hollow nodes) against the gateway `client`.
 pub async fn start(
     client: Client,
@@ -331,10 +338,7 @@ pub async fn start(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize()?;
-    let name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().to_lowercase());
+    let name = node_name(args);
     let mut config = AgentConfig::new(&name, &data_dir);
     config.node_ip = args.node_ip;
     config.node.labels = pairs(&args.node_labels, "node label")?

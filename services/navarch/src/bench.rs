@@ -159,6 +159,7 @@ pub async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
             name: "bench".into(),
             uid: "bench".into(),
             groups: vec!["system:masters".into()],
+            extra: Default::default(),
         },
     );
     let store = navarch_store::open_embedded(dir.join("store"))?;
@@ -168,6 +169,7 @@ pub async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         authenticator: AuthChain::new(vec![Arc::new(tokens)]),
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
+        tokens: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

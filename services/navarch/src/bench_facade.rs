@@ -366,6 +366,7 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
             name: "bench".into(),
             uid: "bench".into(),
             groups: vec!["system:masters".into()],
+            extra: Default::default(),
         },
     );
     let store = navarch_store::open_embedded(dir.join("store"))?;
@@ -375,13 +376,14 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
         authenticator: AuthChain::new(vec![Arc::new(tokens)]),
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
+        tokens: None,
     })
     .await?;
     let grpc = format!("https://{}", gateway.addr);
     let facade = navarch_facade::start(navarch_facade::FacadeConfig {
         listen: "127.0.0.1:0".parse()?,
         tls: pki.server_config(&[b"h2", b"http/1.1"]),
-        gateway: navarch_facade::gateway::channel(&grpc, pki.ca_pem())?,
+        gateway: navarch_facade::gateway::channel(&grpc, pki.ca_pem(), None)?,
         health: navarch_telemetry::Health::new(),
     })
     .await?;

@@ -354,6 +354,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
             name: "admin".into(),
             uid: "admin".into(),
             groups: vec!["system:masters".into()],
+            extra: Default::default(),
         },
     );
     let store = navarch_store::open_embedded(dir.join("store")).context("opening the store")?;
@@ -363,6 +364,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         authenticator: AuthChain::new(vec![Arc::new(tokens)]),
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
+        tokens: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

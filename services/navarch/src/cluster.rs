@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use navarch_gateway::GatewayConfig;
 use navarch_gateway::auth::{AuthChain, TokenFile, UserInfo};
+use navarch_gateway::client::Credentials;
 use serde::Serialize;
 
 /// Flags shared by `up` and `server`.
@@ -34,6 +35,12 @@ pub struct ServerArgs {
     /// several servers share one CA. Default: the CA in the data dir, created on first start.
     #[arg(long)]
     pub cluster_ca_dir: Option<PathBuf>,
+    /// How Secrets (and other resources) are encrypted in the store: a Kubernetes
+    /// `EncryptionConfiguration` (`aesgcm` and `identity` providers). Default with the
+    /// embedded store: `encryption.yaml` in the data dir, created with a random key for
+    /// Secrets on first start. Servers sharing a TiKV store must share one file.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -100,6 +107,9 @@ struct Connection<'a> {
 }
 
 const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// How long the in-memory client certificates of this process's components are valid.
+const COMPONENT_CERT_VALIDITY: std::time::Duration =
+    std::time::Duration::from_secs(365 * 24 * 3600);
 /// The admin kubeconfig `navarch up` writes (and `navarch kubeconfig` prints).
 pub const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_AUTH_FILE: &str = "tokens.csv";
@@ -143,6 +153,7 @@ fn admin_user() -> UserInfo {
         name: "admin".into(),
         uid: "admin".into(),
         groups: vec!["system:masters".into()],
+        extra: Default::default(),
     }
 }
 
@@ -150,8 +161,12 @@ fn admin_user() -> UserInfo {
 /// there when it differs; the serving certificate is then re-issued by that CA.
 fn adopt_cluster_ca(from: &Path, pki: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(pki).with_context(|| format!("creating {}", pki.display()))?;
-    for file in ["ca.crt", "ca.key"] {
+    for file in ["ca.crt", "ca.key", navarch_pki::SA_KEY_FILE] {
         let source = from.join(file);
+        if file == navarch_pki::SA_KEY_FILE && !source.exists() {
+            // Optional: without it each server signs service-account tokens with its own key.
+            continue;
+        }
         let text = std::fs::read_to_string(&source)
             .with_context(|| format!("reading {} (--cluster-ca-dir)", source.display()))?;
         let target = pki.join(file);
@@ -204,7 +219,18 @@ pub async fn run(
     }
     let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &sans)?;
     let admin_token = ensure_admin_token(&data_dir)?;
-    let authenticators: Vec<Arc<dyn navarch_gateway::auth::Authenticator>> = match &args
+    // The components of this process authenticate with their own client certificates
+    // (mutual TLS), each bound to its least-privilege role.
+    let identity = |user: &str, groups: &[&str]| -> anyhow::Result<Credentials> {
+        Ok(pki
+            .issue_client_cert(user, groups, COMPONENT_CERT_VALIDITY)?
+            .into())
+    };
+    let service_accounts = Arc::new(
+        navarch_gateway::tokens::TokenIssuer::new(&pki.signing_key()?)
+            .context("loading the service-account signing key")?,
+    );
+    let mut authenticators: Vec<Arc<dyn navarch_gateway::auth::Authenticator>> = match &args
         .token_auth_file
     {
         // Users come from the shared file; this process's own components use the data
@@ -218,9 +244,32 @@ pub async fn run(
         ],
         None => vec![Arc::new(token_auth(&data_dir, &admin_token)?)],
     };
+    authenticators.push(service_accounts.clone());
     let store = match args.store.as_str() {
         "embedded" => navarch_store::open_embedded(data_dir.join("store"))?,
         url => navarch_store::open_url(url, &args.store_prefix).await?,
+    };
+    let encryption = match (&args.encryption_provider_config, args.store.as_str()) {
+        (None, "embedded") | (Some(_), _) => Some(
+            navarch_gateway::encryption::load_or_generate(
+                args.encryption_provider_config.as_deref(),
+                &data_dir.join("encryption.yaml"),
+            )
+            .context("loading the encryption configuration")?,
+        ),
+        (None, _) => {
+            tracing::warn!(
+                "Secrets are stored unencrypted: pass --encryption-provider-config (one file shared by every server of the store)"
+            );
+            None
+        }
+    };
+    let store = match encryption {
+        Some(encryption) => {
+            tracing::info!(?encryption, "encryption at rest");
+            navarch_gateway::encryption::EncryptedStore::wrap(store, Arc::new(encryption))
+        }
+        None => store,
     };
 
     let network = navarch_gateway::allocator::ServiceNetwork::new(
@@ -233,9 +282,11 @@ pub async fn run(
         GatewayConfig {
             listen: args.grpc_listen,
             store,
-            authenticator: AuthChain::new(authenticators),
+            authenticator: AuthChain::new(authenticators)
+                .with_forwarded_certificates(pki.client_verifier()?),
             authorizer: rbac.clone(),
             tls: Some(pki.tonic_server_tls()),
+            tokens: Some(service_accounts.clone()),
         },
         network.clone(),
     )
@@ -251,7 +302,9 @@ pub async fn run(
         move || policy.synced(),
     );
     let grpc = format!("https://{}", gateway.addr);
-    let scheduler = crate::scheduler::start(&grpc, pki.ca_pem(), &admin_token).await?;
+    let scheduler =
+        crate::scheduler::start(&grpc, pki.ca_pem(), identity("system:kube-scheduler", &[])?)
+            .await?;
     add_probe(
         &health,
         navarch_telemetry::Probe::Ready,
@@ -259,10 +312,16 @@ pub async fn run(
         scheduler.probe(),
     );
     let mut manager = navarch_controllers::ManagerConfig::new(
-        navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?,
+        navarch_gateway::Client::connect(
+            &grpc,
+            pki.ca_pem(),
+            identity("system:kube-controller-manager", &[])?,
+        )
+        .await?,
         navarch_controllers::manager::default_identity(),
     );
     manager.settings.cluster_cidr = args.cluster_cidr.clone();
+    manager.settings.root_ca_pem = pki.ca_pem().to_string();
     manager.settings.hpa_sync_period = args.horizontal_pod_autoscaler_sync_period;
     manager.settings.hpa_downscale_stabilization =
         args.horizontal_pod_autoscaler_downscale_stabilization;
@@ -276,9 +335,15 @@ pub async fn run(
         "controller-manager",
         controllers.probe(),
     );
+    let (proxy_cert, proxy_key) = pki.issue_client_cert(
+        navarch_gateway::auth::FRONT_PROXY_USER,
+        &[],
+        COMPONENT_CERT_VALIDITY,
+    )?;
     let channel = navarch_facade::gateway::channel(
         &navarch_facade::kubeconfig::server_url(gateway.addr),
         pki.ca_pem(),
+        Some((&proxy_cert, &proxy_key)),
     )?;
     let facade = navarch_facade::start(navarch_facade::FacadeConfig {
         listen: args.api_listen,
@@ -310,9 +375,23 @@ pub async fn run(
         advertise,
         facade.addr.port(),
     );
+    let admin = admin_user();
+    let (admin_cert, admin_key) = pki.load_or_issue_client(
+        "admin",
+        &admin.name,
+        &admin.groups.iter().map(String::as_str).collect::<Vec<_>>(),
+        navarch_pki::SERVER_VALIDITY,
+    )?;
     write_private(
         &data_dir.join(KUBECONFIG_FILE),
-        &navarch_facade::kubeconfig::render(&api, pki.ca_pem(), &admin_token),
+        &navarch_facade::kubeconfig::render_with(
+            &api,
+            pki.ca_pem(),
+            navarch_facade::kubeconfig::Credentials::Certificate {
+                cert_pem: &admin_cert,
+                key_pem: &admin_key,
+            },
+        ),
     )?;
     let connection = Connection {
         grpc: grpc.clone(),
@@ -343,8 +422,13 @@ pub async fn run(
     // `up`: this machine is also a node.
     let agents = match &local_node {
         Some(node) => {
-            let client =
-                navarch_gateway::Client::connect(&grpc, pki.ca_pem(), &admin_token).await?;
+            let node_name = crate::agent::node_name(node);
+            let client = navarch_gateway::Client::connect(
+                &grpc,
+                pki.ca_pem(),
+                identity(&format!("system:node:{node_name}"), &["system:nodes"])?,
+            )
+            .await?;
             let network = crate::agent::ClusterNetwork {
                 cluster_cidr: args.cluster_cidr.clone(),
                 service_cidr: args.service_cidr.clone(),

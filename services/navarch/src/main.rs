@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "navarch",
     version,
+    // A flag given twice takes its last value (wrappers add defaults before the user's).
+    args_override_self = true,
     about = "Navarch: a Kubernetes-compatible container orchestrator in one binary"
 )]
 struct Cli {

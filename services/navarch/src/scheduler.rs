@@ -12,10 +12,14 @@ pub fn identity() -> String {
     )
 }
 
-/// Connects to the gateway at `grpc` (verified against `ca_pem`) with `token` and starts the
-/// scheduler under its supervisor.
-pub async fn start(grpc: &str, ca_pem: &str, token: &str) -> anyhow::Result<RunningScheduler> {
-    let client = navarch_gateway::Client::connect(grpc, ca_pem, token).await?;
+/// Connects to the gateway at `grpc` (verified against `ca_pem`) with `credentials` and starts
+/// the scheduler under its supervisor.
+pub async fn start(
+    grpc: &str,
+    ca_pem: &str,
+    credentials: navarch_gateway::client::Credentials,
+) -> anyhow::Result<RunningScheduler> {
+    let client = navarch_gateway::Client::connect(grpc, ca_pem, credentials).await?;
     let config = navarch_scheduler::SchedulerConfig::new(identity());
     Ok(navarch_scheduler::start(client, config).await)
 }

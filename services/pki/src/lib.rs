@@ -3,6 +3,7 @@
 //! configurations that every TLS endpoint and client of the cluster uses.
 
 mod authority;
+mod client;
 mod error;
 mod files;
 mod sans;
@@ -19,6 +20,7 @@ use rustls::{ClientConfig, ServerConfig};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 pub use authority::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY};
+pub use client::{ClientVerifier, SA_KEY_FILE, SigningKey, Subject, pem_to_der, subject};
 pub use error::{PkiError, Result};
 pub use sans::{DEFAULT_DNS_SANS, SubjectAltName, serving_sans};
 pub use serving::{RENEW_BEFORE, SERVER_CERT_FILE, SERVER_KEY_FILE, SERVER_VALIDITY};

@@ -78,6 +78,28 @@ fn reissue_reason(
     sans: &[SubjectAltName],
     now: OffsetDateTime,
 ) -> Option<String> {
+    unfit(stored, ca_der, now, &|cert| {
+        let present = match cert_sans(cert) {
+            Ok(present) => present,
+            Err(err) => return Some(format!("unreadable subject alternative names: {err}")),
+        };
+        let missing: Vec<String> = sans
+            .iter()
+            .filter(|san| !present.contains(san))
+            .map(ToString::to_string)
+            .collect();
+        (!missing.is_empty()).then(|| format!("lacks {}", missing.join(",")))
+    })
+}
+
+/// Why a stored certificate and key cannot be reused: unreadable, key and certificate apart,
+/// not signed by the current CA, within [`RENEW_BEFORE`] of expiry, or what `also` finds.
+pub(crate) fn unfit(
+    stored: &IssuedPem,
+    ca_der: &CertificateDer<'_>,
+    now: OffsetDateTime,
+    also: &dyn Fn(&x509_parser::certificate::X509Certificate<'_>) -> Option<String>,
+) -> Option<String> {
     let here = Path::new(SERVER_CERT_FILE);
     let der = match authority::parse_cert_pem(&stored.cert_pem, here) {
         Ok(der) => der,
@@ -105,19 +127,7 @@ fn reissue_reason(
     if not_after <= now + RENEW_BEFORE {
         return Some(format!("expires at {not_after}"));
     }
-    let present = match cert_sans(&cert) {
-        Ok(present) => present,
-        Err(err) => return Some(format!("unreadable subject alternative names: {err}")),
-    };
-    let missing: Vec<String> = sans
-        .iter()
-        .filter(|san| !present.contains(san))
-        .map(ToString::to_string)
-        .collect();
-    if !missing.is_empty() {
-        return Some(format!("lacks {}", missing.join(",")));
-    }
-    None
+    also(&cert)
 }
 
 /// The DNS and IP subject alternative names of `cert`.

@@ -63,3 +63,10 @@ pub(crate) fn client_config_with_cert(
         .with_root_certificates(roots(ca)?)
         .with_client_auth_cert(chain, key)?)
 }
+
+/// A verifier that requires a client certificate chaining to `ca`.
+pub(crate) fn client_verifier(
+    ca: &CertificateDer<'static>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    Ok(WebPkiClientVerifier::builder_with_provider(roots(ca)?, ring()).build()?)
+}

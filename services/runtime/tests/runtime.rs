@@ -39,6 +39,7 @@ impl Cluster {
                 name: "admin".into(),
                 uid: "1".into(),
                 groups: vec!["system:masters".into()],
+                extra: Default::default(),
             },
         );
         let gateway = navarch_gateway::start(GatewayConfig {
@@ -47,6 +48,7 @@ impl Cluster {
             authenticator: AuthChain::new(vec![Arc::new(tokens)]),
             authorizer: Arc::new(MastersOnly),
             tls: None,
+            tokens: None,
         })
         .await
         .unwrap();

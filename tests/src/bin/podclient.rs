@@ -4,7 +4,11 @@
 //!
 //! - `podclient get URL COUNT`: COUNT `GET`s of `http://host[:port]/path`, one line per
 //!   request: the body's first line, or `ERR <what went wrong>`;
-//! - `podclient resolve NAME`: the addresses NAME resolves to, one per line (exit 1 if none).
+//! - `podclient resolve NAME`: the addresses NAME resolves to, one per line (exit 1 if none);
+//! - `podclient kube PATH [HOST]`: an in-cluster API client, as client libraries do it: a
+//!   `GET https://HOST/PATH` (HOST defaults to `kubernetes.default.svc`, port
+//!   `$KUBERNETES_SERVICE_PORT`) verified with the mounted `ca.crt`, authenticated with the
+//!   mounted service-account token; prints the status code, then the body.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -31,6 +35,73 @@ fn get(host: &str, port: u16, path: &str) -> Result<String, String> {
         .map(|(_, b)| b)
         .ok_or_else(|| format!("no HTTP reply from {addr}"))?;
     Ok(body.lines().next().unwrap_or_default().trim().to_string())
+}
+
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+fn kube(path: &str, host: &str) -> Result<(u16, String), String> {
+    use rustls::pki_types::pem::PemObject;
+    let read = |file: &str| {
+        std::fs::read(format!("{SERVICE_ACCOUNT}/{file}"))
+            .map_err(|e| format!("reading {SERVICE_ACCOUNT}/{file}: {e}"))
+    };
+    let token = String::from_utf8_lossy(&read("token")?).trim().to_string();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&read("ca.crt")?) {
+        roots
+            .add(cert.map_err(|e| format!("ca.crt: {e}"))?)
+            .map_err(|e| format!("ca.crt: {e}"))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let port: u16 = std::env::var("KUBERNETES_SERVICE_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(443);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("server name {host}: {e}"))?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .map_err(|e| format!("TLS with {addr}: {e}"))?;
+    let mut reply = Vec::new();
+    match tls.read_to_end(&mut reply) {
+        Ok(_) => {}
+        // Servers may close without close_notify after `Connection: close`.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => {}
+        Err(e) => return Err(format!("reading from {addr}: {e}")),
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    let code = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no HTTP reply from {addr}"))?;
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    Ok((code, body.to_string()))
 }
 
 fn main() -> ExitCode {
@@ -81,8 +152,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        ["kube", path] | ["kube", path, _] => {
+            let host = args.get(2).map_or("kubernetes.default.svc", String::as_str);
+            match kube(path, host) {
+                Ok((code, body)) => {
+                    println!("{code}");
+                    println!("{body}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("ERR {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: podclient get URL COUNT | podclient resolve NAME");
+            eprintln!(
+                "usage: podclient get URL COUNT | podclient resolve NAME | podclient kube PATH [HOST]"
+            );
             ExitCode::FAILURE
         }
     }

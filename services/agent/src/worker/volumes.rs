@@ -246,8 +246,27 @@ async fn files_of(api: &dyn PodApi, pod: &Pod, v: &Volume, pod_ip: &str) -> Resu
             if let Some(d) = &p.downward_api {
                 downward(pod, &d.items, mode, pod_ip, &mut out)?;
             }
-            if p.service_account_token.is_some() {
-                return Err("serviceAccountToken projections are not supported yet".into());
+            if let Some(t) = &p.service_account_token {
+                let meta = pod.metadata.clone().unwrap_or_default();
+                let want = crate::api::TokenFor {
+                    namespace: ns.clone(),
+                    account: pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "default".into()),
+                    audience: t.audience.clone().unwrap_or_default(),
+                    seconds: t.expiration_seconds.unwrap_or(3600),
+                    pod_name: meta.name.unwrap_or_default(),
+                    pod_uid: meta.uid.unwrap_or_default(),
+                };
+                let token = api
+                    .service_account_token(&want)
+                    .await
+                    .map_err(|e| format!("failed to fetch token: {e}"))?;
+                let path = t.path.clone().unwrap_or_else(|| "token".into());
+                out.insert(path, (token.into_bytes(), mode as u32));
             }
         }
     }

@@ -36,6 +36,7 @@ impl Cluster {
                 name: "admin".into(),
                 uid: "1".into(),
                 groups: vec!["system:masters".into()],
+                extra: Default::default(),
             },
         );
         let gateway = tokio::time::timeout(
@@ -46,6 +47,7 @@ impl Cluster {
                 authenticator: AuthChain::new(vec![Arc::new(tokens)]),
                 authorizer: Arc::new(MastersOnly),
                 tls: None,
+                tokens: None,
             }),
         )
         .await

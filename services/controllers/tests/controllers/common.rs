@@ -35,6 +35,7 @@ impl Cluster {
                 name: "admin".into(),
                 uid: "1".into(),
                 groups: vec!["system:masters".into()],
+                extra: Default::default(),
             },
         );
         let gateway = t(navarch_gateway::start(GatewayConfig {
@@ -43,6 +44,7 @@ impl Cluster {
             authenticator: AuthChain::new(vec![Arc::new(tokens)]),
             authorizer: Arc::new(MastersOnly),
             tls: None,
+            tokens: None,
         }))
         .await
         .unwrap();

@@ -1,0 +1,436 @@
+//! Security end to end: service-account tokens mounted into real (runc) pods and used by an
+//! in-cluster client through `kubernetes.default` (cluster DNS, the Service proxy, TLS
+//! verified with the mounted CA), allowed or refused by RBAC, revoked with their account;
+//! `kubectl create token`; client certificates from another CA refused.
+//!
+//! Runs only as root with `runc`, CNI plugins and `docker-registry` installed (the test
+//! command installs them).
+
+use std::time::Duration;
+
+use navarch_e2e::images::{Registry, program_files, push_busybox_with};
+use navarch_e2e::kubectl::{KUBECTL_NEWEST, KUBECTL_OLDEST, Kubectl};
+use navarch_e2e::runc::RuncLeftovers;
+use navarch_e2e::{Navarch, eventually, has, is_root};
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: sa-test}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: reader, namespace: sa-test}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pod-reader, namespace: sa-test}
+rules:
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reader-reads-pods, namespace: sa-test}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader}
+subjects:
+- {kind: ServiceAccount, name: reader, namespace: sa-test}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: reader, namespace: sa-test}
+spec:
+  serviceAccountName: reader
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nobody, namespace: sa-test}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: opted-out, namespace: sa-test}
+spec:
+  automountServiceAccountToken: false
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, command: [sleep, "3600"]}
+"#;
+
+struct Up {
+    navarch: Navarch,
+    _leftovers: RuncLeftovers,
+}
+
+/// `podclient kube PATH` in `pod`: the status code (or the error) and the body.
+fn in_pod(k: &Kubectl, pod: &str, path: &str) -> (String, String) {
+    let out = k.run(&[
+        "exec",
+        "-n",
+        "sa-test",
+        pod,
+        "--",
+        "podclient",
+        "kube",
+        path,
+    ]);
+    let (code, body) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
+    (code.trim().to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_use_their_mounted_service_account_token_through_kubernetes_default() {
+    if !is_root() || !has("runc") || !has("docker-registry") {
+        eprintln!("skipping: needs root, runc and docker-registry");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path()).unwrap();
+    let image = registry.image("navarch-test/sa-client:v1");
+    let client_files = program_files(
+        std::path::Path::new(env!("CARGO_BIN_EXE_podclient")),
+        "bin/podclient",
+    )
+    .unwrap();
+    push_busybox_with(&image, &client_files).await.unwrap();
+
+    let tag = format!("{:04x}", std::process::id() & 0xffff);
+    let bridge = format!("nvk{tag}");
+    let cgroup_parent = format!("navarch-sec-{tag}");
+    let octet = 240 + std::process::id() % 5;
+    let cluster_cidr = format!("10.{octet}.0.0/16");
+    let service_cidr = format!("10.{}.0.0/16", octet + 5);
+    // Pods reach the API at the node's bridge address (the first node's pod gateway), where
+    // the Service proxy sends `kubernetes.default`'s ClusterIP.
+    let api_listen = format!("0.0.0.0:{}", navarch_e2e::free_port().unwrap());
+    let advertise = format!("10.{octet}.0.1");
+    let navarch = Navarch::up_with_args(&[
+        "--runtime",
+        "runc",
+        "--node-ip",
+        "127.0.0.1",
+        "--cni-bridge",
+        &bridge,
+        "--cgroup-parent",
+        &cgroup_parent,
+        "--cluster-cidr",
+        &cluster_cidr,
+        "--service-cidr",
+        &service_cidr,
+        "--api-listen",
+        &api_listen,
+        "--advertise-address",
+        &advertise,
+    ])
+    .unwrap();
+    let leftovers = RuncLeftovers {
+        state: navarch.data_dir.join("agent/runc/state"),
+        dir: navarch.data_dir.clone(),
+        bridge: bridge.clone(),
+        cgroup_parent: cgroup_parent.clone(),
+        cluster_cidr: cluster_cidr.clone(),
+    };
+    let up = Up {
+        navarch,
+        _leftovers: leftovers,
+    };
+    let n = &up.navarch;
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    let manifest = k.file("sa.yaml", &MANIFEST.replace("IMAGE", &image));
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    for pod in ["reader", "nobody", "opted-out"] {
+        k.ok(&[
+            "wait",
+            "-n",
+            "sa-test",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "--timeout=120s",
+        ]);
+    }
+
+    // The ServiceAccount admission mounted a projected token, the CA and the namespace.
+    let mount = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let volume = k.ok(&[
+        "get",
+        "pod",
+        "-n",
+        "sa-test",
+        "reader",
+        "-o",
+        "jsonpath={.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath}",
+    ]);
+    assert!(
+        volume.starts_with("kube-api-access-") && volume.ends_with(mount),
+        "{volume}"
+    );
+    let namespace = k.ok(&[
+        "exec",
+        "-n",
+        "sa-test",
+        "reader",
+        "--",
+        "cat",
+        &format!("{mount}/namespace"),
+    ]);
+    assert_eq!(namespace, "sa-test");
+    let ca = k.ok(&[
+        "exec",
+        "-n",
+        "sa-test",
+        "reader",
+        "--",
+        "cat",
+        &format!("{mount}/ca.crt"),
+    ]);
+    assert_eq!(
+        ca.trim(),
+        std::fs::read_to_string(&n.ca_file).unwrap().trim()
+    );
+    let opted_out = k.run(&["exec", "-n", "sa-test", "opted-out", "--", "ls", mount]);
+    assert!(
+        !opted_out.ok,
+        "automountServiceAccountToken: false mounts nothing"
+    );
+
+    // Allowed by the Role: listing pods of its namespace.
+    let (code, body) = eventually(
+        "the in-cluster client reaches the API",
+        Duration::from_secs(30),
+        || {
+            let (code, body) = in_pod(&k, "reader", "/api/v1/namespaces/sa-test/pods");
+            (code == "200").then_some((code, body))
+        },
+    );
+    assert_eq!(code, "200");
+    assert!(
+        body.contains("\"PodList\"") && body.contains("\"nobody\""),
+        "{body}"
+    );
+    // Refused: another namespace, another resource; the default account has no role.
+    let (code, body) = in_pod(&k, "reader", "/api/v1/namespaces/kube-system/pods");
+    assert_eq!(code, "403", "{body}");
+    assert!(
+        body.contains("system:serviceaccount:sa-test:reader"),
+        "{body}"
+    );
+    let (code, _) = in_pod(&k, "reader", "/api/v1/namespaces/sa-test/secrets");
+    assert_eq!(code, "403");
+    let (code, _) = in_pod(&k, "nobody", "/api/v1/namespaces/sa-test/pods");
+    assert_eq!(code, "403");
+    // Discovery is open to every authenticated account.
+    let (code, _) = in_pod(&k, "nobody", "/api");
+    assert_eq!(code, "200");
+
+    // `kubectl create token` (both ends of the supported kubectl range) issues tokens that
+    // authenticate as the account.
+    for bin in [KUBECTL_OLDEST, KUBECTL_NEWEST] {
+        let admin = Kubectl::new(bin, &n.kubeconfig).unwrap();
+        let token = admin.ok(&["create", "token", "reader", "-n", "sa-test"]);
+        let as_reader = Kubectl::new(bin, &n.kubeconfig_for(token.trim())).unwrap();
+        let pods = as_reader.ok(&["get", "pods", "-n", "sa-test", "-o", "name"]);
+        assert!(pods.contains("pod/reader"), "{pods}");
+        let denied = as_reader.run(&["get", "secrets", "-n", "sa-test"]);
+        assert!(
+            !denied.ok && denied.stderr.contains("Forbidden"),
+            "{}",
+            denied.stderr
+        );
+    }
+    let short = k.run(&[
+        "create",
+        "token",
+        "reader",
+        "-n",
+        "sa-test",
+        "--duration",
+        "5m",
+    ]);
+    assert!(
+        !short.ok
+            && short
+                .stderr
+                .contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        short.stderr
+    );
+    let wrong_audience = k.ok(&[
+        "create",
+        "token",
+        "reader",
+        "-n",
+        "sa-test",
+        "--audience",
+        "https://vault.example",
+    ]);
+    let other = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig_for(wrong_audience.trim())).unwrap();
+    let refused = other.run(&["get", "pods", "-n", "sa-test"]);
+    assert!(
+        !refused.ok
+            && refused
+                .stderr
+                .contains("You must be logged in to the server"),
+        "{}",
+        refused.stderr
+    );
+
+    // Deleting the account revokes its tokens, the mounted one included.
+    k.ok(&["delete", "serviceaccount", "reader", "-n", "sa-test"]);
+    let (code, _) = in_pod(&k, "reader", "/api/v1/namespaces/sa-test/pods");
+    assert_eq!(code, "401");
+}
+
+#[test]
+fn client_certificates_authenticate_and_foreign_ones_are_refused() {
+    let n = Navarch::up_with_args(&["--runtime", "process"]).unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    // The admin kubeconfig carries a client certificate (CN=admin, O=system:masters).
+    let me = k.ok(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]);
+    assert_eq!(me, "admin [\"system:masters\",\"system:authenticated\"]");
+
+    // A certificate for the same names from another CA.
+    let other = tempfile::tempdir().unwrap();
+    let foreign = navarch_pki_cert(other.path());
+    let text = std::fs::read_to_string(&n.kubeconfig).unwrap();
+    let mut config: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    config["users"][0]["user"] = serde_json::json!({
+        "client-certificate-data": b64(&foreign.0),
+        "client-key-data": b64(&foreign.1),
+    });
+    let path = n.data_dir.join("kubeconfig-foreign");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let intruder = Kubectl::new(KUBECTL_NEWEST, &path).unwrap();
+    let out = intruder.run(&["get", "pods"]);
+    assert!(
+        !out.ok,
+        "a certificate from another CA must not authenticate"
+    );
+
+    // The server's certificate is checked too: a wrong server name fails the handshake.
+    let mut config: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    config["clusters"][0]["cluster"]["tls-server-name"] = serde_json::json!("not-the-api.example");
+    let path = n.data_dir.join("kubeconfig-wrong-name");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let out = Kubectl::new(KUBECTL_NEWEST, &path)
+        .unwrap()
+        .run(&["get", "pods"]);
+    assert!(
+        !out.ok && out.stderr.contains("not-the-api.example"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A client certificate `CN=admin, O=system:masters` from a fresh CA in `dir`.
+fn navarch_pki_cert(dir: &std::path::Path) -> (String, String) {
+    let pki = navarch_pki::ClusterPki::load_or_create(dir, &[]).unwrap();
+    pki.issue_client_cert("admin", &["system:masters"], Duration::from_secs(3600))
+        .unwrap()
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn found_under(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            found_under(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|data| data.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[test]
+fn secrets_are_encrypted_at_rest_and_survive_restarts_and_key_rotation() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = Navarch::up_in(dir.path()).unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    let secret = format!("s3cr3t-{}", std::process::id());
+    let visible = format!("v1s1ble-{}", std::process::id());
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        &format!("--from-literal=password={secret}"),
+    ]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        &format!("--from-literal=greeting={visible}"),
+    ]);
+    let read = |k: &Kubectl| {
+        let b64 = k.ok(&["get", "secret", "db", "-o", "jsonpath={.data.password}"]);
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(read(&k), secret);
+    n.stop().unwrap();
+
+    // The engine's files: the ConfigMap value is there (the positive control), the Secret
+    // neither as text nor as base64.
+    let store = dir.path().join("store");
+    assert!(found_under(&store, visible.as_bytes()));
+    assert!(!found_under(&store, secret.as_bytes()));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    assert!(!found_under(&store, b64.as_bytes()));
+    assert!(found_under(&store, b"k8s:enc:aesgcm:v1:key1:"));
+
+    // Rotation: a new first key, the old one kept for reading; rewriting re-encrypts.
+    let config = dir.path().join("encryption.yaml");
+    let old = std::fs::read_to_string(&config).unwrap();
+    let old_key = old
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key2\n        secret: {}\n      - name: key1\n        secret: {old_key}\n  - identity: {{}}\n",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        ),
+    )
+    .unwrap();
+    let mut n = Navarch::up_in(dir.path()).unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    assert_eq!(read(&k), secret, "read with the old key after rotation");
+    k.ok(&["label", "secret", "db", "rotated=yes"]);
+    n.stop().unwrap();
+    // Only the new key remains: the rewritten Secret is still readable.
+    std::fs::write(
+        &config,
+        format!(
+            "kind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key2\n        secret: {}\n",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        ),
+    )
+    .unwrap();
+    let mut n = Navarch::up_in(dir.path()).unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    assert_eq!(read(&k), secret, "re-encrypted with key2 on write");
+    n.stop().unwrap();
+}
