@@ -434,3 +434,77 @@ fn secrets_are_encrypted_at_rest_and_survive_restarts_and_key_rotation() {
     assert_eq!(read(&k), secret, "re-encrypted with key2 on write");
     n.stop().unwrap();
 }
+
+#[test]
+fn every_request_is_audited_without_secret_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit.log");
+    let n = Navarch::up_with_args(&[
+        "--runtime",
+        "process",
+        "--audit-log-path",
+        log.to_str().unwrap(),
+    ])
+    .unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    k.ok(&["create", "namespace", "audited"]);
+    k.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "pw",
+        "-n",
+        "audited",
+        "--from-literal=password=never-in-the-log",
+    ]);
+    assert!(!k.run(&["get", "configmap", "missing", "-n", "audited"]).ok);
+    let jane = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig_for(&n.token)).unwrap();
+    assert!(!jane.run(&["--token", "jane-token", "get", "pods"]).ok);
+    let lines = eventually("the audit lines", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+            .collect();
+        lines
+            .iter()
+            .any(|l| l["objectRef"]["name"] == "missing")
+            .then_some((text, lines))
+    });
+    let (text, lines) = lines;
+    assert!(!text.contains("never-in-the-log"));
+    assert!(!text.contains(&base64_of("never-in-the-log")));
+    let find = |verb: &str, resource: &str, name: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["verb"] == verb
+                    && l["objectRef"]["resource"] == resource
+                    && l["objectRef"]["name"].as_str().unwrap_or_default() == name
+            })
+            .unwrap_or_else(|| panic!("no {verb} {resource} {name} in {text}"))
+            .clone()
+    };
+    let created = find("create", "secrets", "");
+    assert_eq!(created["kind"], "Event");
+    assert_eq!(created["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(created["stage"], "ResponseComplete");
+    assert_eq!(created["user"]["username"], "admin");
+    assert_eq!(created["objectRef"]["namespace"], "audited");
+    assert_eq!(created["responseStatus"]["code"], 201);
+    assert!(created["annotations"]["navarch.io/latency-ms"].is_string());
+    let missing = find("get", "configmaps", "missing");
+    assert_eq!(missing["responseStatus"]["code"], 404);
+    // The components are audited under their own identities.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["user"]["username"] == "system:kube-controller-manager"),
+        "{text}"
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

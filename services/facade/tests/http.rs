@@ -46,6 +46,7 @@ impl Cluster {
                 authorizer: Arc::new(MastersOnly),
                 tls: Some(pki.tonic_server_tls()),
                 tokens: None,
+                audit: None,
             }),
         )
         .await

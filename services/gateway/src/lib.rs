@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod encryption;
@@ -59,6 +60,8 @@ pub struct GatewayConfig {
     /// Signs service-account tokens (TokenRequest); `None` issues none. Add it to
     /// `authenticator` too so the tokens authenticate.
     pub tokens: Option<Arc<tokens::TokenIssuer>>,
+    /// One line per request (`--audit-log-path`); `None` writes none.
+    pub audit: Option<Arc<audit::AuditLog>>,
 }
 
 /// Why a gateway could not start.
@@ -181,7 +184,8 @@ pub async fn start_with_network(
     registry.repair_service_allocations().await?;
 
     let service = service::GatewayService::new(registry.clone(), config.authorizer.clone())
-        .with_tokens(config.tokens.clone());
+        .with_tokens(config.tokens.clone())
+        .with_audit(config.audit.clone());
     let chain = config.authenticator.clone();
     let server = GatewayServer::new(service)
         .max_decoding_message_size(16 * 1024 * 1024)

@@ -17,6 +17,7 @@ use opentelemetry::metrics::{Counter, Histogram, UpDownCounter};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use crate::audit::Audit;
 use crate::auth::{Attributes, Authorizer, UserInfo};
 use crate::filter::Filter;
 use crate::registry::{self, DeleteOptions, ListOptions, Registry, WriteOptions};
@@ -71,6 +72,7 @@ pub struct GatewayService {
     tunnels: Tunnels,
     usage: Arc<ResourceMetrics>,
     tokens: Option<Arc<crate::tokens::TokenIssuer>>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl GatewayService {
@@ -82,7 +84,14 @@ impl GatewayService {
             tunnels: Tunnels::default(),
             usage: Arc::new(ResourceMetrics::default()),
             tokens: None,
+            audit: None,
         }
+    }
+
+    /// Write one audit line per request to `log`.
+    pub fn with_audit(mut self, log: Option<Arc<crate::audit::AuditLog>>) -> Self {
+        self.audit = log;
+        self
     }
 
     /// Issue service-account tokens (TokenRequest) with `issuer`.
@@ -162,6 +171,7 @@ impl GatewayService {
 
     fn finish<T>(
         &self,
+        audit: &Audit,
         verb: &'static str,
         resource: &str,
         start: Instant,
@@ -180,6 +190,15 @@ impl GatewayService {
         self.metrics
             .duration
             .record(start.elapsed().as_secs_f64(), &attrs[..2]);
+        if let Some(log) = &self.audit {
+            // As the HTTP API answers: 201 for a create that made something.
+            let http = if code == 200 && verb == "create" {
+                201
+            } else {
+                code
+            };
+            audit.write(log, verb, http, start);
+        }
         match result {
             Ok(v) => Ok(Response::new(v)),
             Err(e) => {
@@ -374,6 +393,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let mut r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, None).on_subresource("exec");
         let setup = async {
             let user = user?;
             let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
@@ -398,7 +418,7 @@ impl Gateway for GatewayService {
         .await;
         let request = match setup {
             Ok(v) => v,
-            Err(e) => return self.finish("create", "pods", start, Err(e)),
+            Err(e) => return self.finish(&audit, "create", "pods", start, Err(e)),
         };
         let stream = futures::stream::unfold(request, |state| async move {
             let mut request = state?;
@@ -422,7 +442,7 @@ impl Gateway for GatewayService {
             }
         });
         let stream: ExecStream = Box::pin(stream);
-        self.finish("create", "pods", start, Ok(stream))
+        self.finish(&audit, "create", "pods", start, Ok(stream))
     }
 
     async fn pod_logs(
@@ -432,6 +452,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let mut r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, None).on_subresource("log");
         let setup = async {
             let user = user?;
             let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
@@ -454,7 +475,7 @@ impl Gateway for GatewayService {
         .await;
         let request = match setup {
             Ok(v) => v,
-            Err(e) => return self.finish("get", "pods", start, Err(e)),
+            Err(e) => return self.finish(&audit, "get", "pods", start, Err(e)),
         };
         // The request (dropping it cancels on the agent) lives as long as the stream.
         let stream = futures::stream::unfold(Some(request), |state| async move {
@@ -468,7 +489,7 @@ impl Gateway for GatewayService {
             }
         });
         let stream: LogStream = Box::pin(stream);
-        self.finish("get", "pods", start, Ok(stream))
+        self.finish(&audit, "get", "pods", start, Ok(stream))
     }
 
     async fn report_resource_usage(
@@ -478,6 +499,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, "", "", None).on_subresource("status");
         let result = (|| {
             let user = user?;
             let node = r.node.ok_or_else(|| {
@@ -505,7 +527,7 @@ impl Gateway for GatewayService {
             self.usage.report(name, node, r.pods);
             Ok(pb::ResourceUsageAck {})
         })();
-        self.finish("create", "nodes.metrics.k8s.io", start, result)
+        self.finish(&audit, "create", "nodes.metrics.k8s.io", start, result)
     }
 
     async fn agent_tunnel(
@@ -557,6 +579,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
@@ -590,7 +613,7 @@ impl Gateway for GatewayService {
             })
         }
         .await;
-        self.finish("get", &resource, start, result)
+        self.finish(&audit, "get", &resource, start, result)
     }
 
     async fn list(
@@ -600,6 +623,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, "", r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
@@ -646,7 +670,7 @@ impl Gateway for GatewayService {
             })
         }
         .await;
-        self.finish("list", &resource, start, result)
+        self.finish(&audit, "list", &resource, start, result)
     }
 
     type WatchStream = WatchResponseStream;
@@ -658,6 +682,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, "", r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let setup = async {
             let user = user?;
@@ -680,7 +705,7 @@ impl Gateway for GatewayService {
         .await;
         let (kind, filter, revision) = match setup {
             Ok(v) => v,
-            Err(e) => return self.finish("watch", &resource, start, Err(e)),
+            Err(e) => return self.finish(&audit, "watch", &resource, start, Err(e)),
         };
         let (tx, rx) = mpsc::channel(256);
         let watcher = Watcher {
@@ -713,7 +738,7 @@ impl Gateway for GatewayService {
             metrics.watches.add(-1, &[Attr::new("resource", res)]);
         });
         let stream: WatchResponseStream = Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx));
-        self.finish("watch", &resource, start, Ok(stream))
+        self.finish(&audit, "watch", &resource, start, Ok(stream))
     }
 
     async fn create(
@@ -723,6 +748,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
@@ -855,7 +881,7 @@ impl Gateway for GatewayService {
             }
         }
         .await;
-        self.finish("create", &resource, start, result)
+        self.finish(&audit, "create", &resource, start, result)
     }
 
     async fn update(
@@ -865,9 +891,10 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, None).await;
-        self.finish("update", &resource, start, result)
+        self.finish(&audit, "update", &resource, start, result)
     }
 
     async fn update_status(
@@ -877,9 +904,10 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = self.do_update(user, r, Some("status")).await;
-        self.finish("update", &resource, start, result)
+        self.finish(&audit, "update", &resource, start, result)
     }
 
     async fn patch(
@@ -889,6 +917,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
@@ -974,7 +1003,7 @@ impl Gateway for GatewayService {
             }
         }
         .await;
-        self.finish("patch", &resource, start, result)
+        self.finish(&audit, "patch", &resource, start, result)
     }
 
     async fn delete(
@@ -984,6 +1013,7 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
+        let audit = Audit::new(&user, &r.namespace, &r.name, r.resource.as_ref());
         let resource = resource_name(r.resource.as_ref());
         let result = async {
             let user = user?;
@@ -1004,7 +1034,7 @@ impl Gateway for GatewayService {
             })
         }
         .await;
-        self.finish("delete", &resource, start, result)
+        self.finish(&audit, "delete", &resource, start, result)
     }
 
     async fn delete_collection(
@@ -1015,6 +1045,7 @@ impl Gateway for GatewayService {
         let user = self.user(&req).await;
         let r = req.into_inner();
         let list = r.list.unwrap_or_default();
+        let audit = Audit::new(&user, &list.namespace, "", list.resource.as_ref());
         let resource = resource_name(list.resource.as_ref());
         let result = async {
             let user = user?;
@@ -1047,7 +1078,7 @@ impl Gateway for GatewayService {
             })
         }
         .await;
-        self.finish("deletecollection", &resource, start, result)
+        self.finish(&audit, "deletecollection", &resource, start, result)
     }
 }
 

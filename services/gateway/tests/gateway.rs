@@ -53,6 +53,7 @@ impl Cluster {
             authorizer: Arc::new(MastersOnly),
             tls: Some(pki.tonic_server_tls()),
             tokens: None,
+            audit: None,
         })
         .await
         .unwrap();

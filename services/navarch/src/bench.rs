@@ -170,6 +170,7 @@ pub async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
+        audit: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

@@ -377,6 +377,7 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
+        audit: None,
     })
     .await?;
     let grpc = format!("https://{}", gateway.addr);

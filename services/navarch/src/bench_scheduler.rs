@@ -365,6 +365,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         authorizer: Arc::new(MastersOnly),
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
+        audit: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

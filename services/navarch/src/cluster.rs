@@ -41,6 +41,17 @@ pub struct ServerArgs {
     /// Secrets on first start. Servers sharing a TiKV store must share one file.
     #[arg(long)]
     pub encryption_provider_config: Option<PathBuf>,
+    /// Write one audit line (`audit.k8s.io/v1` Event, JSON) per API request to this file
+    /// (`-`: standard output). Default: no audit log.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// What each audit line records: `Metadata` (user, verb, resource, namespace, name,
+    /// response code, latency) or `None`.
+    #[arg(long, default_value = "Metadata")]
+    pub audit_log_level: navarch_gateway::audit::Level,
+    /// Rotate the audit log to `<path>.1` past this many megabytes.
+    #[arg(long, default_value_t = 100)]
+    pub audit_log_maxsize: u64,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -276,6 +287,17 @@ pub async fn run(
         &args.service_cidr,
         &args.service_node_port_range,
     )?;
+    let audit = match &args.audit_log_path {
+        Some(path) => Some(Arc::new(
+            navarch_gateway::audit::AuditLog::open(
+                path.clone(),
+                args.audit_log_level,
+                args.audit_log_maxsize * 1024 * 1024,
+            )
+            .with_context(|| format!("opening the audit log {}", path.display()))?,
+        )),
+        None => None,
+    };
     let health = navarch_telemetry::Health::new();
     let rbac = navarch_gateway::rbac::Rbac::new();
     let gateway = navarch_gateway::start_with_network(
@@ -287,6 +309,7 @@ pub async fn run(
             authorizer: rbac.clone(),
             tls: Some(pki.tonic_server_tls()),
             tokens: Some(service_accounts.clone()),
+            audit,
         },
         network.clone(),
     )

@@ -49,6 +49,7 @@ impl Cluster {
             authorizer: Arc::new(MastersOnly),
             tls: None,
             tokens: None,
+            audit: None,
         })
         .await
         .unwrap();

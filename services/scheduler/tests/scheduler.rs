@@ -47,6 +47,7 @@ impl Cluster {
             authorizer: Arc::new(MastersOnly),
             tls: None,
             tokens: None,
+            audit: None,
         })
         .await
         .unwrap();

@@ -48,6 +48,7 @@ impl Cluster {
                 authorizer: Arc::new(MastersOnly),
                 tls: None,
                 tokens: None,
+                audit: None,
             }),
         )
         .await

@@ -45,6 +45,7 @@ impl Cluster {
             authorizer: Arc::new(MastersOnly),
             tls: None,
             tokens: None,
+            audit: None,
         }))
         .await
         .unwrap();
