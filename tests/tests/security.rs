@@ -508,3 +508,155 @@ fn base64_of(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// `navarch agent` joining `n` as `node` (process runtime) with `extra` flags; killed on drop.
+struct Agent(std::process::Child);
+
+impl Agent {
+    fn start(n: &Navarch, node: &str, data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let log = std::fs::File::create(data_dir.with_extension("log")).unwrap();
+        let child = std::process::Command::new(navarch_e2e::navarch_bin())
+            .args(["agent", "--gateway", &n.grpc, "--ca-file"])
+            .arg(&n.ca_file)
+            .args(["--runtime", "process", "--node-name", node, "--data-dir"])
+            .arg(data_dir)
+            .args(["--telemetry-listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn log(data_dir: &std::path::Path) -> String {
+        std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn node_ready(k: &Kubectl, node: &str) -> bool {
+    k.run(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ])
+    .stdout
+    .trim()
+        == "True"
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_join_with_a_short_lived_token_that_can_do_nothing_else() {
+    let n = Navarch::server_with_args(&[]).unwrap();
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    let create = |ttl: &str| {
+        let out = std::process::Command::new(navarch_e2e::navarch_bin())
+            .args(["token", "create", "--ttl", ttl, "--data-dir"])
+            .arg(&n.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let token = create("10m");
+    let (id, _) = token.split_once('.').unwrap();
+    assert_eq!(
+        k.ok(&[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{id}"),
+            "-o",
+            "jsonpath={.type}"
+        ]),
+        "bootstrap.kubernetes.io/token"
+    );
+    // The join token itself may do nothing but ask for a node credential.
+    let as_token = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig_for(&token)).unwrap();
+    let denied = as_token.run(&["get", "pods", "-A"]);
+    assert!(
+        !denied.ok && denied.stderr.contains("Forbidden"),
+        "{}",
+        denied.stderr
+    );
+    let forged = Kubectl::new(
+        KUBECTL_NEWEST,
+        &n.kubeconfig_for(&format!("{id}.0000000000000000")),
+    )
+    .unwrap();
+    let refused = forged.run(&["get", "pods"]);
+    assert!(
+        !refused.ok && refused.stderr.contains("You must be logged in"),
+        "{}",
+        refused.stderr
+    );
+
+    // A node joins with it and runs as system:node:<name>.
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("joiner");
+    let agent = Agent::start(&n, "joiner", &agent_dir, &["--join-token", &token]);
+    eventually("the joined node is Ready", Duration::from_secs(30), || {
+        node_ready(&k, "joiner").then_some(())
+    });
+    let cert = std::fs::read_to_string(agent_dir.join("pki/node.crt")).unwrap();
+    let key = std::fs::read_to_string(agent_dir.join("pki/node.key")).unwrap();
+    let subject = navarch_pki::subject(&navarch_pki::pem_to_der(&cert).unwrap()).unwrap();
+    assert_eq!(subject.common_name, "system:node:joiner");
+    assert_eq!(subject.organizations, vec!["system:nodes"]);
+    drop(agent);
+
+    // Restarted without the token: the stored credential is used.
+    let agent = Agent::start(&n, "joiner", &agent_dir, &[]);
+    eventually(
+        "the stored credential is used",
+        Duration::from_secs(20),
+        || {
+            Agent::log(&agent_dir)
+                .contains("using the stored node credential")
+                .then_some(())
+        },
+    );
+    drop(agent);
+
+    // A node renews only its own credential.
+    let ca = std::fs::read_to_string(&n.ca_file).unwrap();
+    let node = navarch_gateway::Client::connect(&n.grpc, &ca, (cert, key))
+        .await
+        .unwrap();
+    let (csr, _) = navarch_pki::client_csr("system:node:other", &["system:nodes"]).unwrap();
+    let e = node.request_node_credential(&csr).await.unwrap_err();
+    assert_eq!(e.reason, navarch_api::Reason::Forbidden, "{e}");
+    let (csr, _) = navarch_pki::client_csr("system:node:joiner", &["system:nodes"]).unwrap();
+    let renewed = node.request_node_credential(&csr).await.unwrap();
+    assert!(renewed.contains("BEGIN CERTIFICATE"));
+
+    // An expired token joins nothing.
+    let expired = create("1s");
+    std::thread::sleep(Duration::from_millis(1500));
+    let late_dir = dir.path().join("late");
+    let mut late = Agent::start(&n, "late", &late_dir, &["--join-token", &expired]);
+    let status = eventually("the late agent gives up", Duration::from_secs(20), || {
+        late.0.try_wait().unwrap()
+    });
+    assert!(!status.success());
+    assert!(
+        Agent::log(&late_dir).contains("Unauthorized")
+            || Agent::log(&late_dir).contains("nauthenticated"),
+        "{}",
+        Agent::log(&late_dir)
+    );
+}

@@ -47,6 +47,7 @@ impl Cluster {
                 tls: Some(pki.tonic_server_tls()),
                 tokens: None,
                 audit: None,
+                node_signer: None,
             }),
         )
         .await

@@ -184,6 +184,11 @@ impl Audit {
         }
     }
 
+    /// The name of the object, once the call has found out.
+    pub fn set_name(&mut self, name: &str) {
+        self.name = name.to_string();
+    }
+
     /// The subresource the call is on (`exec`, `log`, …).
     pub fn on_subresource(mut self, subresource: &str) -> Self {
         self.subresource = subresource.to_string();

@@ -457,6 +457,21 @@ impl Client {
         ))
     }
 
+    /// A node's client certificate for the key of `csr_pem` (PEM); see
+    /// [`crate::bootstrap`].
+    pub async fn request_node_credential(&self, csr_pem: &str) -> Result<String, ApiError> {
+        Ok(self
+            .inner
+            .clone()
+            .request_node_credential(pb::NodeCredentialRequest {
+                csr_pem: csr_pem.into(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .certificate_pem)
+    }
+
     pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<(), ApiError> {
         let binding = navarch_api::core::v1::Binding {
             metadata: Some(navarch_api::meta::v1::ObjectMeta {

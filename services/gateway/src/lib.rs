@@ -10,6 +10,7 @@ pub mod admission;
 pub mod allocator;
 pub mod audit;
 pub mod auth;
+pub mod bootstrap;
 pub mod client;
 pub mod encryption;
 pub mod filter;
@@ -62,6 +63,8 @@ pub struct GatewayConfig {
     pub tokens: Option<Arc<tokens::TokenIssuer>>,
     /// One line per request (`--audit-log-path`); `None` writes none.
     pub audit: Option<Arc<audit::AuditLog>>,
+    /// Signs node credentials (join tokens and renewals); `None` signs none.
+    pub node_signer: Option<Arc<navarch_pki::ClusterPki>>,
 }
 
 /// Why a gateway could not start.
@@ -185,7 +188,8 @@ pub async fn start_with_network(
 
     let service = service::GatewayService::new(registry.clone(), config.authorizer.clone())
         .with_tokens(config.tokens.clone())
-        .with_audit(config.audit.clone());
+        .with_audit(config.audit.clone())
+        .with_node_signer(config.node_signer.clone());
     let chain = config.authenticator.clone();
     let server = GatewayServer::new(service)
         .max_decoding_message_size(16 * 1024 * 1024)

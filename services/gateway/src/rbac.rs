@@ -496,65 +496,24 @@ pub fn spawn_sync(
     rbac: Arc<Rbac>,
     registry: Arc<crate::registry::Registry>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let from = registry.cache().revision();
-            let Some((replay, mut live)) = registry.cache().subscribe(from) else {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                continue;
-            };
+    let loaded = rbac.clone();
+    crate::watch_cache::follow(
+        registry,
+        rbac_kinds(),
+        "RBAC policy",
+        move |objects| {
             let staging = Rbac::default();
-            let mut failed = false;
-            for kind in rbac_kinds() {
-                match registry
-                    .list(kind, "", &crate::registry::ListOptions::default())
-                    .await
-                {
-                    Ok(list) => {
-                        for obj in &list.items {
-                            staging.apply(obj, false);
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, kind = kind.kind, "listing RBAC objects failed; retrying");
-                        failed = true;
-                    }
-                }
+            for obj in &objects {
+                staging.apply(obj, false);
             }
-            if failed {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-            *rbac.state.write().unwrap_or_else(|e| e.into_inner()) = staging
+            *loaded.state.write().unwrap_or_else(|e| e.into_inner()) = staging
                 .state
                 .into_inner()
                 .unwrap_or_else(|e| e.into_inner());
-            rbac.mark_synced();
-            tracing::debug!(revision = from, "RBAC policy loaded");
-            for ev in replay {
-                if ev.object.kind.group == "rbac.authorization.k8s.io" {
-                    rbac.apply(&ev.object, ev.deleted);
-                }
-            }
-            loop {
-                match live.recv().await {
-                    Ok(ev) => {
-                        if ev.object.kind.group == "rbac.authorization.k8s.io" {
-                            rbac.apply(&ev.object, ev.deleted);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::info!(
-                            skipped = n,
-                            "RBAC sync fell behind the watch cache; relisting"
-                        );
-                        break;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        }
-    })
+            loaded.mark_synced();
+        },
+        move |obj, deleted| rbac.apply(obj, deleted),
+    )
 }
 
 /// Turns RBAC on for a running gateway whose authorizer is `rbac`: the default policy is

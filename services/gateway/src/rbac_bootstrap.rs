@@ -432,6 +432,50 @@ pub fn default_policy() -> Vec<Value> {
                 rule(&[""], &["serviceaccounts/token"], &["create"]),
             ],
         ),
+        // Node bootstrap (kubeadm's): join tokens may ask for a node credential, nodes may
+        // renew their own.
+        cluster_role(
+            "system:node-bootstrapper",
+            defaults.clone(),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            defaults.clone(),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/nodeclient"],
+                &["create"],
+            )],
+        ),
+        cluster_role(
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            defaults.clone(),
+            vec![rule(
+                &["certificates.k8s.io"],
+                &["certificatesigningrequests/selfnodeclient"],
+                &["create"],
+            )],
+        ),
+        binding(
+            "kubeadm:kubelet-bootstrap",
+            "system:node-bootstrapper",
+            json!([group("system:bootstrappers")]),
+        ),
+        binding(
+            "kubeadm:node-autoapprove-bootstrap",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            json!([group("system:bootstrappers")]),
+        ),
+        binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            json!([group("system:nodes")]),
+        ),
         binding(
             "cluster-admin",
             "cluster-admin",

@@ -73,6 +73,7 @@ pub struct GatewayService {
     usage: Arc<ResourceMetrics>,
     tokens: Option<Arc<crate::tokens::TokenIssuer>>,
     audit: Option<Arc<crate::audit::AuditLog>>,
+    node_signer: Option<Arc<navarch_pki::ClusterPki>>,
 }
 
 impl GatewayService {
@@ -85,7 +86,14 @@ impl GatewayService {
             usage: Arc::new(ResourceMetrics::default()),
             tokens: None,
             audit: None,
+            node_signer: None,
         }
+    }
+
+    /// Sign node credentials (`RequestNodeCredential`) with the cluster CA in `pki`.
+    pub fn with_node_signer(mut self, pki: Option<Arc<navarch_pki::ClusterPki>>) -> Self {
+        self.node_signer = pki;
+        self
     }
 
     /// Write one audit line per request to `log`.
@@ -385,6 +393,84 @@ impl Gateway for GatewayService {
     type PodLogsStream = LogStream;
     type AgentTunnelStream = TunnelStream;
     type PodExecStream = ExecStream;
+
+    async fn request_node_credential(
+        &self,
+        req: Request<pb::NodeCredentialRequest>,
+    ) -> Result<Response<pb::NodeCredentialResponse>, Status> {
+        let start = Instant::now();
+        let user = self.user(&req).await;
+        let r = req.into_inner();
+        let csr_kind = pb::Resource {
+            group: "certificates.k8s.io".into(),
+            version: "v1".into(),
+            resource: "certificatesigningrequests".into(),
+            subresource: String::new(),
+        };
+        let mut audit = Audit::new(&user, "", "", Some(&csr_kind));
+        let result = async {
+            let user = user?;
+            // A bootstrapper asks for a new node's credential (nodeclient), a node renews
+            // its own (selfnodeclient): kube-controller-manager's CSR auto-approval rules.
+            let sub = if user.in_group("system:nodes") {
+                "selfnodeclient"
+            } else {
+                "nodeclient"
+            };
+            let resource = format!("certificatesigningrequests/{sub}");
+            let allowed = self.authorizer.allows(
+                &user,
+                &crate::rbac::Request::Resource {
+                    verb: "create",
+                    group: "certificates.k8s.io",
+                    resource: &resource,
+                    namespace: "",
+                    name: "",
+                },
+            );
+            if !allowed {
+                return Err(ApiError::forbidden(format!(
+                    "certificatesigningrequests.certificates.k8s.io is forbidden: User \"{}\" cannot create resource \"certificatesigningrequests/{sub}\" in API group \"certificates.k8s.io\" at the cluster scope",
+                    user.name
+                )));
+            }
+            let signer = self.node_signer.as_ref().ok_or_else(|| {
+                ApiError::method_not_allowed("this server signs no node credentials")
+            })?;
+            let asked = navarch_pki::client_csr_subject(&r.csr_pem)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let node = crate::bootstrap::node_name_for(&user, &asked)?;
+            let common_name = format!("system:node:{node}");
+            let cert = signer
+                .sign_client_csr(
+                    &r.csr_pem,
+                    &common_name,
+                    &["system:nodes"],
+                    crate::bootstrap::NODE_CERT_VALIDITY,
+                )
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            tracing::info!(node, by = %user.name, "issued node credential");
+            Ok((
+                node,
+                pb::NodeCredentialResponse {
+                    certificate_pem: cert,
+                    ca_pem: signer.ca_pem().to_string(),
+                },
+            ))
+        }
+        .await;
+        let result = result.map(|(node, answer)| {
+            audit.set_name(&format!("system:node:{node}"));
+            answer
+        });
+        self.finish(
+            &audit,
+            "create",
+            "certificatesigningrequests",
+            start,
+            result,
+        )
+    }
 
     async fn pod_exec(
         &self,

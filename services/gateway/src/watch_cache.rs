@@ -292,3 +292,63 @@ impl WatchCache {
             .map_err(crate::registry::store_error)
     }
 }
+
+/// Keeps something in memory equal to the stored objects of `kinds` (all namespaces):
+/// `reset` gets a full list, then `apply` every change `(object, deleted)` from the watch
+/// cache; when the follower falls behind it lists again. Runs until the task is aborted.
+pub fn follow(
+    registry: Arc<crate::registry::Registry>,
+    kinds: Vec<&'static navarch_api::kinds::KindInfo>,
+    what: &'static str,
+    reset: impl Fn(Vec<navarch_api::Object>) + Send + Sync + 'static,
+    apply: impl Fn(&navarch_api::Object, bool) + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let listed = kinds.clone();
+    let ours = move |obj: &navarch_api::Object| kinds.iter().any(|k| std::ptr::eq(*k, obj.kind));
+    tokio::spawn(async move {
+        loop {
+            let from = registry.cache().revision();
+            let Some((replay, mut live)) = registry.cache().subscribe(from) else {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut objects = Vec::new();
+            let mut failed = false;
+            for kind in listed.iter().copied() {
+                match registry
+                    .list(kind, "", &crate::registry::ListOptions::default())
+                    .await
+                {
+                    Ok(list) => objects.extend(list.items),
+                    Err(error) => {
+                        tracing::warn!(%error, kind = kind.kind, what, "listing failed; retrying");
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            reset(objects);
+            tracing::debug!(revision = from, what, "loaded");
+            for ev in replay.iter().filter(|ev| ours(&ev.object)) {
+                apply(&ev.object, ev.deleted);
+            }
+            loop {
+                match live.recv().await {
+                    Ok(ev) => {
+                        if ours(&ev.object) {
+                            apply(&ev.object, ev.deleted);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::info!(skipped = n, what, "fell behind the watch cache; relisting");
+                        break;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    })
+}

@@ -54,6 +54,7 @@ impl Cluster {
             tls: Some(pki.tonic_server_tls()),
             tokens: None,
             audit: None,
+            node_signer: None,
         })
         .await
         .unwrap();

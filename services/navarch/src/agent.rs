@@ -80,9 +80,14 @@ pub struct AgentArgs {
     /// The gateway's gRPC URL (`https://host:6444`).
     #[arg(long)]
     pub gateway: String,
-    /// Bearer token for the gateway.
+    /// Bearer token for the gateway (instead of a node credential).
     #[arg(long, env = "NAVARCH_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// A join token (`navarch token create`): used once to obtain this node's credential,
+    /// a client certificate `CN=system:node:<name>` kept in `<data-dir>/pki/` and renewed
+    /// by the agent itself.
+    #[arg(long, env = "NAVARCH_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
     /// The cluster CA (PEM) to verify the gateway with.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -446,6 +451,63 @@ pub async fn start(
     })
 }
 
+/// A node certificate with less than this left is renewed when the agent starts.
+const RENEW_NODE_CERT_BEFORE: std::time::Duration = std::time::Duration::from_secs(73 * 24 * 3600);
+
+/// How this agent authenticates: its stored node certificate (renewed when close to expiry),
+/// else one obtained with `--join-token`, else `--token`.
+async fn node_credentials(
+    args: &AgentArgs,
+    ca: &str,
+) -> anyhow::Result<navarch_gateway::client::Credentials> {
+    use navarch_gateway::client::Credentials;
+    let name = node_name(&args.node);
+    let dir = args.data_dir.join("pki");
+    let (cert_path, key_path) = (dir.join("node.crt"), dir.join("node.key"));
+    let stored = match (
+        std::fs::read_to_string(&cert_path),
+        std::fs::read_to_string(&key_path),
+    ) {
+        (Ok(cert), Ok(key)) => Some((cert, key)),
+        _ => None,
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let stored = stored.filter(|(cert, _)| {
+        navarch_pki::subject(&navarch_pki::pem_to_der(cert).unwrap_or_default())
+            .is_ok_and(|s| s.common_name == format!("system:node:{name}"))
+    });
+    let ask_with = match &stored {
+        Some((cert, key)) => {
+            let left = navarch_pki::not_after(cert)? - now;
+            if left > RENEW_NODE_CERT_BEFORE.as_secs() as i64 {
+                tracing::info!(node = %name, path = %cert_path.display(), "using the stored node credential");
+                return Ok((cert.clone(), key.clone()).into());
+            }
+            tracing::info!(node = %name, days_left = left / 86400, "renewing the node credential");
+            Credentials::from((cert.clone(), key.clone()))
+        }
+        None => match (&args.join_token, &args.token) {
+            (Some(join), _) => Credentials::Token(join.clone()),
+            (None, Some(token)) => return Ok(Credentials::Token(token.clone())),
+            (None, None) => anyhow::bail!(
+                "no credentials: pass --join-token (from `navarch token create`) or --token"
+            ),
+        },
+    };
+    let client = Client::connect(&args.gateway, ca, ask_with).await?;
+    let common_name = format!("system:node:{name}");
+    let (csr, key) = navarch_pki::client_csr(&common_name, &["system:nodes"])?;
+    let cert = client
+        .request_node_credential(&csr)
+        .await
+        .with_context(|| format!("asking {} for the node credential of {name}", args.gateway))?;
+    std::fs::create_dir_all(&dir)?;
+    crate::cluster::write_private(&key_path, &key)?;
+    std::fs::write(&cert_path, &cert)?;
+    tracing::info!(node = %name, path = %cert_path.display(), "obtained the node credential");
+    Ok((cert, key).into())
+}
+
 /// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let _telemetry = navarch_telemetry::init("navarch-agent")?;
@@ -458,7 +520,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.gateway.starts_with("https://") && ca.is_empty() {
         anyhow::bail!("--ca-file is needed to verify {}", args.gateway);
     }
-    let client = Client::connect(&args.gateway, &ca, &args.token).await?;
+    let credentials = node_credentials(&args, &ca).await?;
+    let client = Client::connect(&args.gateway, &ca, credentials).await?;
     let network = ClusterNetwork {
         cluster_cidr: args.cluster_cidr.clone(),
         service_cidr: args.service_cidr.clone(),

@@ -171,6 +171,7 @@ pub async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
         audit: None,
+        node_signer: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

@@ -378,6 +378,7 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
         audit: None,
+        node_signer: None,
     })
     .await?;
     let grpc = format!("https://{}", gateway.addr);

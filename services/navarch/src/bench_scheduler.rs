@@ -366,6 +366,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         tls: Some(pki.tonic_server_tls()),
         tokens: None,
         audit: None,
+        node_signer: None,
     })
     .await?;
     let url = format!("https://{}", gateway.addr);

@@ -143,7 +143,7 @@ fn ensure_admin_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -228,7 +228,10 @@ pub async fn run(
     if let Some(dir) = &args.cluster_ca_dir {
         adopt_cluster_ca(dir, &data_dir.join("pki"))?;
     }
-    let pki = navarch_pki::ClusterPki::load_or_create(&data_dir.join("pki"), &sans)?;
+    let pki = Arc::new(navarch_pki::ClusterPki::load_or_create(
+        &data_dir.join("pki"),
+        &sans,
+    )?);
     let admin_token = ensure_admin_token(&data_dir)?;
     // The components of this process authenticate with their own client certificates
     // (mutual TLS), each bound to its least-privilege role.
@@ -256,6 +259,8 @@ pub async fn run(
         None => vec![Arc::new(token_auth(&data_dir, &admin_token)?)],
     };
     authenticators.push(service_accounts.clone());
+    let join_tokens = navarch_gateway::bootstrap::BootstrapTokens::new();
+    authenticators.push(join_tokens.clone());
     let store = match args.store.as_str() {
         "embedded" => navarch_store::open_embedded(data_dir.join("store"))?,
         url => navarch_store::open_url(url, &args.store_prefix).await?,
@@ -310,12 +315,14 @@ pub async fn run(
             tls: Some(pki.tonic_server_tls()),
             tokens: Some(service_accounts.clone()),
             audit,
+            node_signer: Some(pki.clone()),
         },
         network.clone(),
     )
     .await?;
 
     let rbac_sync = navarch_gateway::rbac::enable(&gateway.registry, &rbac).await?;
+    let join_token_sync = join_tokens.spawn_sync(gateway.registry.clone());
     gateway.add_health_checks(&health);
     let policy = rbac.clone();
     add_probe(
@@ -471,6 +478,7 @@ pub async fn run(
     }
     kubernetes_service.abort();
     rbac_sync.abort();
+    join_token_sync.abort();
     telemetry.shutdown();
     controllers.shutdown().await;
     scheduler.shutdown().await;

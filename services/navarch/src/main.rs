@@ -8,6 +8,7 @@ mod cluster;
 mod image;
 mod scheduler;
 mod status;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ enum Command {
         #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// Join tokens for new nodes (`navarch agent --join-token`).
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
     /// The `navarch` OCI image (what the Helm chart runs).
     Image {
         #[command(subcommand)]
@@ -63,6 +69,12 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Creates a join token and prints it (and the command that joins).
+    Create(token::TokenCreateArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +105,12 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent::run(args).await,
             Command::Kubeconfig { data_dir } => cluster::print_kubeconfig(&data_dir),
             Command::Status { data_dir } => status::run(&data_dir).await,
+            Command::Token {
+                what: TokenCommand::Create(args),
+            } => {
+                let _telemetry = navarch_telemetry::init("navarch-token")?;
+                token::create(args).await
+            }
             Command::Image {
                 what: ImageCommand::Push(args),
             } => {

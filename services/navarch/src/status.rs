@@ -11,13 +11,42 @@ use navarch_gateway::Client;
 use navarch_gateway::client::ListParams;
 
 /// What `navarch up` / `navarch server` wrote into the data dir.
+/// What `navarch up` / `navarch server` wrote into the data dir for local clients.
 #[derive(serde::Deserialize)]
-struct Connection {
-    grpc: String,
+pub struct Connection {
+    pub grpc: String,
     #[serde(default)]
-    telemetry: String,
-    token_file: String,
-    ca_file: String,
+    pub telemetry: String,
+    pub token_file: String,
+    pub ca_file: String,
+    /// The admin token and the CA, read from the files above.
+    #[serde(skip)]
+    pub token: String,
+    #[serde(skip)]
+    pub ca: String,
+}
+
+impl Connection {
+    /// Reads `connection.json` and the files it names from `data_dir`.
+    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("connection.json");
+        let mut connection: Connection =
+            serde_json::from_slice(&std::fs::read(&path).with_context(|| {
+                format!("reading {} (is navarch up running here?)", path.display())
+            })?)?;
+        connection.token = std::fs::read_to_string(data_dir.join(&connection.token_file))?
+            .trim()
+            .to_string();
+        connection.ca = std::fs::read_to_string(data_dir.join(&connection.ca_file))?;
+        Ok(connection)
+    }
+
+    /// A gateway client as the admin.
+    pub async fn admin(&self) -> anyhow::Result<Client> {
+        Client::connect(&self.grpc, &self.ca, &self.token)
+            .await
+            .context("connecting to the gateway")
+    }
 }
 
 /// One check's state on `/livez` and `/readyz` (`None`: not part of that endpoint).
@@ -127,13 +156,7 @@ fn print_table(rows: &[Vec<String>]) {
 
 /// Prints the tables; fails (non-zero exit) when the control plane is not ready.
 pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
-    let path = data_dir.join("connection.json");
-    let connection: Connection =
-        serde_json::from_slice(&std::fs::read(&path).with_context(|| {
-            format!("reading {} (is navarch up running here?)", path.display())
-        })?)?;
-    let token = std::fs::read_to_string(data_dir.join(&connection.token_file))?;
-    let ca = std::fs::read_to_string(data_dir.join(&connection.ca_file))?;
+    let connection = Connection::read(data_dir)?;
 
     // 1. Control plane checks.
     let telemetry = connection
@@ -195,9 +218,7 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<()> {
     println!();
 
     // 2. Nodes, from the API.
-    let client = Client::connect(&connection.grpc, &ca, token.trim())
-        .await
-        .context("connecting to the gateway")?;
+    let client = connection.admin().await?;
     let nodes = client.list::<Node>("", &ListParams::default()).await?.items;
     let pods = client.list::<Pod>("", &ListParams::default()).await?.items;
     let leases = client

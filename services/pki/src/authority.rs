@@ -179,6 +179,44 @@ impl ClusterCa {
         self.sign(&params)
     }
 
+    /// Signs the key of `csr_pem` (whose signature proves possession of it) as a client
+    /// certificate `CN=common_name, O=group`; the subject and extensions the request asks
+    /// for are replaced, only its key is kept. The request must ask for `common_name`.
+    pub(crate) fn sign_client_csr(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        groups: &[&str],
+        validity: Duration,
+    ) -> Result<String> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            PkiError::InvalidPem {
+                what: "certificate signing request",
+                reason: e.to_string(),
+            }
+        })?;
+        let asked = csr_common_name(&csr);
+        if asked != common_name {
+            return Err(PkiError::InvalidSubject(format!(
+                "the request asks for CN={asked:?}, not {common_name:?}"
+            )));
+        }
+        if groups.len() > 1 {
+            return Err(PkiError::InvalidSubject(format!(
+                "at most one group (O=) per certificate is supported, got {groups:?}"
+            )));
+        }
+        let mut params = leaf_params(common_name, validity);
+        if let Some(group) = groups.first() {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, *group);
+        }
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        csr.params = params;
+        Ok(csr.signed_by(&self.issuer)?.pem())
+    }
+
     fn sign(&self, params: &CertificateParams) -> Result<IssuedPem> {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -186,6 +224,28 @@ impl ClusterCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         })
+    }
+}
+
+/// The CN a certificate signing request asks for.
+pub(crate) fn csr_common_name(csr: &rcgen::CertificateSigningRequestParams) -> String {
+    csr.params
+        .distinguished_name
+        .get(&DnType::CommonName)
+        .map(dn_text)
+        .unwrap_or_default()
+}
+
+/// The text of a distinguished-name value.
+fn dn_text(value: &rcgen::DnValue) -> String {
+    match value {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_string(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_string(),
+        rcgen::DnValue::TeletexString(s) => s.as_str().to_string(),
+        rcgen::DnValue::BmpString(s) => String::from_utf8_lossy(s.as_bytes()).to_string(),
+        rcgen::DnValue::UniversalString(s) => String::from_utf8_lossy(s.as_bytes()).to_string(),
+        _ => String::new(),
     }
 }
 

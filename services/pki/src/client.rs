@@ -172,3 +172,65 @@ impl ClusterPki {
         })
     }
 }
+
+impl ClusterPki {
+    /// Signs a client certificate `CN=common_name, O=group` for the key of `csr_pem` (see
+    /// [`crate::authority`]): how node agents get their credential.
+    pub fn sign_client_csr(
+        &self,
+        csr_pem: &str,
+        common_name: &str,
+        groups: &[&str],
+        validity: Duration,
+    ) -> Result<String> {
+        let cert = self
+            .ca()
+            .sign_client_csr(csr_pem, common_name, groups, validity)?;
+        tracing::info!(common_name, ?groups, "signed a client certificate request");
+        Ok(cert)
+    }
+}
+
+/// A new key and a certificate signing request `CN=common_name, O=group` for it:
+/// `(csr_pem, key_pem)`.
+pub fn client_csr(common_name: &str, groups: &[&str]) -> Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    for group in groups {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, *group);
+    }
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
+/// When a certificate (PEM) stops being valid, as seconds since the epoch.
+pub fn not_after(cert_pem: &str) -> Result<i64> {
+    let der =
+        crate::authority::decode_cert_pem(cert_pem).map_err(|reason| PkiError::InvalidPem {
+            what: "certificate",
+            reason,
+        })?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(&der).map_err(|e| PkiError::InvalidPem {
+            what: "certificate",
+            reason: e.to_string(),
+        })?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+/// The CN a certificate signing request (PEM) asks for, after checking its signature.
+pub fn client_csr_subject(csr_pem: &str) -> Result<String> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+        PkiError::InvalidPem {
+            what: "certificate signing request",
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(crate::authority::csr_common_name(&csr))
+}

@@ -20,7 +20,10 @@ use rustls::{ClientConfig, ServerConfig};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 pub use authority::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY};
-pub use client::{ClientVerifier, SA_KEY_FILE, SigningKey, Subject, pem_to_der, subject};
+pub use client::{
+    ClientVerifier, SA_KEY_FILE, SigningKey, Subject, client_csr, client_csr_subject, not_after,
+    pem_to_der, subject,
+};
 pub use error::{PkiError, Result};
 pub use sans::{DEFAULT_DNS_SANS, SubjectAltName, serving_sans};
 pub use serving::{RENEW_BEFORE, SERVER_CERT_FILE, SERVER_KEY_FILE, SERVER_VALIDITY};
@@ -72,6 +75,10 @@ impl ClusterPki {
     /// The directory holding the PKI files.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub(crate) fn ca(&self) -> &ClusterCa {
+        &self.ca
     }
 
     /// The CA certificate, PEM.

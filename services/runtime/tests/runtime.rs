@@ -50,6 +50,7 @@ impl Cluster {
             tls: None,
             tokens: None,
             audit: None,
+            node_signer: None,
         })
         .await
         .unwrap();

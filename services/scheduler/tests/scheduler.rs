@@ -48,6 +48,7 @@ impl Cluster {
             tls: None,
             tokens: None,
             audit: None,
+            node_signer: None,
         })
         .await
         .unwrap();

@@ -49,6 +49,7 @@ impl Cluster {
                 tls: None,
                 tokens: None,
                 audit: None,
+                node_signer: None,
             }),
         )
         .await
