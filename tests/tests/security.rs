@@ -644,6 +644,96 @@ async fn nodes_join_with_a_short_lived_token_that_can_do_nothing_else() {
     let renewed = node.request_node_credential(&csr).await.unwrap();
     assert!(renewed.contains("BEGIN CERTIFICATE"));
 
+    // The Node authorizer: its own Node, its own pods, and the secrets those pods use.
+    let manifest = k.file(
+        "node-authz.yaml",
+        r#"
+apiVersion: v1
+kind: Node
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: used}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: unused}
+stringData: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: mine}
+spec:
+  nodeName: joiner
+  containers: [{name: c, image: busybox}]
+  volumes: [{name: s, secret: {secretName: used}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: theirs}
+spec:
+  nodeName: other
+  containers: [{name: c, image: busybox}]
+"#,
+    );
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    use navarch_api::Reason::Forbidden;
+    use navarch_api::core::v1::{Node, Pod, Secret};
+    let reason = |r: Result<(), navarch_api::ApiError>| r.err().map(|e| e.reason);
+    assert!(node.get::<Secret>("default", "used").await.is_ok());
+    assert_eq!(
+        reason(node.get::<Secret>("default", "unused").await.map(|_| ())),
+        Some(Forbidden)
+    );
+    assert_eq!(
+        reason(
+            node.list::<Secret>("default", &Default::default())
+                .await
+                .map(|_| ())
+        ),
+        Some(Forbidden)
+    );
+    let other: Node = node.get("", "other").await.unwrap();
+    assert_eq!(
+        reason(node.update("", "other", &other).await.map(|_| ())),
+        Some(Forbidden)
+    );
+    let own: Node = node.get("", "joiner").await.unwrap();
+    assert!(node.update("", "joiner", &own).await.is_ok());
+    let theirs: Pod = node.get("default", "theirs").await.unwrap();
+    assert_eq!(
+        reason(
+            node.update_status("default", "theirs", &theirs)
+                .await
+                .map(|_| ())
+        ),
+        Some(Forbidden)
+    );
+    let mine: Pod = node.get("default", "mine").await.unwrap();
+    assert!(node.update_status("default", "mine", &mine).await.is_ok());
+    let uid = |p: &Pod| p.metadata.as_ref().and_then(|m| m.uid.clone()).unwrap();
+    assert!(
+        node.request_token("default", "default", &[], 3600, Some(("mine", &uid(&mine))))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        reason(
+            node.request_token(
+                "default",
+                "default",
+                &[],
+                3600,
+                Some(("theirs", &uid(&theirs)))
+            )
+            .await
+            .map(|_| ())
+        ),
+        Some(Forbidden)
+    );
+
     // An expired token joins nothing.
     let expired = create("1s");
     std::thread::sleep(Duration::from_millis(1500));

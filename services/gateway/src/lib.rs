@@ -15,6 +15,7 @@ pub mod client;
 pub mod encryption;
 pub mod filter;
 pub mod kubernetes_service;
+pub mod node_authorizer;
 pub mod rbac;
 pub mod rbac_bootstrap;
 pub mod registry;

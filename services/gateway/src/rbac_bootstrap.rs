@@ -407,17 +407,13 @@ pub fn default_policy() -> Vec<Value> {
                 ),
                 rule(&[""], &["pods/status"], &["patch", "update"]),
                 rule(&[""], &["pods/eviction"], &["create"]),
+                // Only those its pods use (the Node authorizer checks which).
                 rule(
                     &[""],
-                    &[
-                        "configmaps",
-                        "secrets",
-                        "services",
-                        "endpoints",
-                        "persistentvolumeclaims",
-                    ],
-                    &["get", "list", "watch"],
+                    &["configmaps", "secrets", "persistentvolumeclaims"],
+                    &["get"],
                 ),
+                rule(&[""], &["services", "endpoints"], &["get", "list", "watch"]),
                 rule(&["discovery.k8s.io"], &["endpointslices"], RO),
                 rule(
                     &["", "events.k8s.io"],

@@ -610,6 +610,7 @@ impl Gateway for GatewayService {
             // As for the tunnel: whoever may write the node's status is its agent.
             let kind = kinds::by_resource("", "v1", "nodes").expect("nodes are a kind");
             self.authorize(&user, "update", kind, "status", "", &name)?;
+            crate::node_authorizer::own_node(&user, kind, &name)?;
             self.usage.report(name, node, r.pods);
             Ok(pb::ResourceUsageAck {})
         })();
@@ -637,6 +638,7 @@ impl Gateway for GatewayService {
         // Whoever may write the node's status is its agent.
         let kind = kinds::by_resource("", "v1", "nodes").expect("nodes are a kind");
         self.authorize(&user, "update", kind, "status", "", &node)?;
+        crate::node_authorizer::own_node(&user, kind, &node)?;
         let (tx, rx) = mpsc::channel(64);
         let epoch = self.tunnels.open(&node, tx);
         let tunnels = self.tunnels.clone();
@@ -671,6 +673,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, sub) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "get", kind, &sub, &r.namespace, &r.name)?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "get",
+                kind,
+                &sub,
+                &r.namespace,
+                &r.name,
+            )
+            .await?;
             let obj = if resource_metrics::serves(kind) && sub.is_empty() {
                 self.usage.get(kind, &r.namespace, &r.name)?
             } else {
@@ -715,6 +727,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "list", kind, "", &r.namespace, "")?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "list",
+                kind,
+                "",
+                &r.namespace,
+                "",
+            )
+            .await?;
             if resource_metrics::serves(kind) {
                 let filter = Filter::new(kind, &r.namespace, &r.label_selector, &r.field_selector)?;
                 return Ok(pb::ListResponse {
@@ -774,6 +796,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve(r.resource.as_ref())?;
             self.authorize(&user, "watch", kind, "", &r.namespace, "")?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "watch",
+                kind,
+                "",
+                &r.namespace,
+                "",
+            )
+            .await?;
             if resource_metrics::serves(kind) {
                 return Err(ApiError::method_not_allowed(
                     "the server does not allow this method on the requested resource",
@@ -855,6 +887,16 @@ impl Gateway for GatewayService {
                     self.authorize(&user, "create", kind, "", &r.namespace, "")?;
                     let (obj, unknown) =
                         decode_object(kind, r.object.as_ref(), opts.field_validation)?;
+                    crate::node_authorizer::check_create(
+                        &self.registry,
+                        &user,
+                        kind,
+                        "",
+                        &r.namespace,
+                        Some(&obj),
+                        None,
+                    )
+                    .await?;
                     let obj = conversion::to_storage(obj)?;
                     let created = self
                         .registry
@@ -941,6 +983,16 @@ impl Gateway for GatewayService {
                         &body.raw,
                         &body.content_type,
                     )?;
+                    crate::node_authorizer::check_create(
+                        &self.registry,
+                        &user,
+                        kind,
+                        "token",
+                        &r.namespace,
+                        None,
+                        Some(&request),
+                    )
+                    .await?;
                     let answer = crate::tokens::request(
                         &self.registry,
                         issuer,
@@ -1009,6 +1061,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
             self.authorize(&user, "patch", kind, &sub, &r.namespace, &r.name)?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "patch",
+                kind,
+                &sub,
+                &r.namespace,
+                &r.name,
+            )
+            .await?;
             let opts = write_options(r.options.as_ref(), &user)?;
             match sub.as_str() {
                 "" | "status" if !std::ptr::eq(conversion::storage_kind(kind), kind) => {
@@ -1105,6 +1167,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve_for_write(r.resource.as_ref())?;
             self.authorize(&user, "delete", kind, "", &r.namespace, &r.name)?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "delete",
+                kind,
+                "",
+                &r.namespace,
+                &r.name,
+            )
+            .await?;
             let deleted = self
                 .registry
                 .delete(
@@ -1137,6 +1209,16 @@ impl Gateway for GatewayService {
             let user = user?;
             let (kind, _) = resolve_for_write(list.resource.as_ref())?;
             self.authorize(&user, "deletecollection", kind, "", &list.namespace, "")?;
+            crate::node_authorizer::check(
+                &self.registry,
+                &user,
+                "deletecollection",
+                kind,
+                "",
+                &list.namespace,
+                "",
+            )
+            .await?;
             let opts = r
                 .options
                 .as_ref()
@@ -1235,6 +1317,16 @@ impl GatewayService {
         let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
         let sub = forced_sub.map(str::to_string).unwrap_or(sub);
         self.authorize(&user, "update", kind, &sub, &r.namespace, &r.name)?;
+        crate::node_authorizer::check(
+            &self.registry,
+            &user,
+            "update",
+            kind,
+            &sub,
+            &r.namespace,
+            &r.name,
+        )
+        .await?;
         let opts = write_options(r.options.as_ref(), &user)?;
         match sub.as_str() {
             "" | "status" => {

@@ -333,9 +333,12 @@ pub fn node_name(args: &NodeArgs) -> String {
         .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().to_lowercase())
 }
 
-/// Starts the node agent (and hollow nodes) against the gateway `client`.
+/// Starts the node agent (and hollow nodes) against the gateway `client` (the hollow nodes
+/// against `fleet` when given: one identity for many simulated nodes, which the Node
+/// authorizer would refuse to a single node's credential).
 pub async fn start(
     client: Client,
+    fleet: Option<Client>,
     data_dir: &Path,
     args: &NodeArgs,
     network: &ClusterNetwork,
@@ -432,7 +435,7 @@ pub async fn start(
     if args.hollow_nodes > 0 {
         agents.push(
             navarch_agent::start_hollow_fleet(
-                client.clone(),
+                fleet.unwrap_or_else(|| client.clone()),
                 HollowFleetConfig {
                     name_prefix: format!("hollow-{name}"),
                     count: args.hollow_nodes,
@@ -526,7 +529,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         cluster_cidr: args.cluster_cidr.clone(),
         service_cidr: args.service_cidr.clone(),
     };
-    let agents = start(client, &args.data_dir, &args.node, &network).await?;
+    let agents = start(client, None, &args.data_dir, &args.node, &network).await?;
     let health = navarch_telemetry::Health::new();
     agents.add_health_checks(&health);
     let telemetry = navarch_telemetry::serve(args.telemetry_listen, health)

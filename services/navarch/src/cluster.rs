@@ -118,6 +118,9 @@ struct Connection<'a> {
 }
 
 const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The identity of this process's hollow (simulated) nodes: in `system:nodes` for the node
+/// role, but not one node, so the Node authorizer leaves it alone.
+const HOLLOW_FLEET_USER: &str = "system:navarch:hollow-fleet";
 /// How long the in-memory client certificates of this process's components are valid.
 const COMPONENT_CERT_VALIDITY: std::time::Duration =
     std::time::Duration::from_secs(365 * 24 * 3600);
@@ -463,8 +466,19 @@ pub async fn run(
                 cluster_cidr: args.cluster_cidr.clone(),
                 service_cidr: args.service_cidr.clone(),
             };
+            let fleet = match node.hollow_nodes {
+                0 => None,
+                _ => Some(
+                    navarch_gateway::Client::connect(
+                        &grpc,
+                        pki.ca_pem(),
+                        identity(HOLLOW_FLEET_USER, &["system:nodes"])?,
+                    )
+                    .await?,
+                ),
+            };
             let agents =
-                crate::agent::start(client, &data_dir.join("agent"), node, &network).await?;
+                crate::agent::start(client, fleet, &data_dir.join("agent"), node, &network).await?;
             agents.add_health_checks(&health);
             Some(agents)
         }
