@@ -750,3 +750,37 @@ spec:
         Agent::log(&late_dir)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_certificates_renew_without_a_restart() {
+    // Certificates valid 9 s: renewed 3 s before they expire, checked every 0.9 s.
+    let n =
+        Navarch::up_with_args(&["--runtime", "process", "--serving-cert-validity", "9s"]).unwrap();
+    let first = std::fs::read_to_string(n.data_dir.join("pki/server.crt")).unwrap();
+    let renewed = eventually(
+        "the serving certificate is renewed",
+        Duration::from_secs(20),
+        || {
+            let now = std::fs::read_to_string(n.data_dir.join("pki/server.crt")).unwrap();
+            (now != first).then_some(now)
+        },
+    );
+    assert!(navarch_pki::not_after(&renewed).unwrap() > navarch_pki::not_after(&first).unwrap());
+    // Past the first certificate's expiry, the same process serves new connections, over
+    // HTTPS (kubectl) and gRPC, with the renewed one.
+    let expiry = navarch_pki::not_after(&first).unwrap();
+    while jiff::Timestamp::now().as_second() <= expiry + 1 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    k.ok(&["get", "namespaces"]);
+    let ca = std::fs::read_to_string(&n.ca_file).unwrap();
+    let c = navarch_gateway::Client::connect(&n.grpc, &ca, n.token.as_str())
+        .await
+        .unwrap();
+    assert!(
+        c.list::<navarch_api::core::v1::Namespace>("", &Default::default())
+            .await
+            .is_ok()
+    );
+}

@@ -44,7 +44,7 @@ impl Cluster {
                 store: Arc::new(navarch_store::memory::MemoryStore::new()),
                 authenticator: AuthChain::new(vec![Arc::new(tokens)]),
                 authorizer: Arc::new(MastersOnly),
-                tls: Some(pki.tonic_server_tls()),
+                tls: Some(pki.server_config(&[b"h2"])),
                 tokens: None,
                 audit: None,
                 node_signer: None,

@@ -57,8 +57,10 @@ pub struct GatewayConfig {
     pub store: Arc<dyn Store>,
     pub authenticator: AuthChain,
     pub authorizer: Arc<dyn Authorizer>,
-    /// Serving certificate and key (PEM); `None` serves plain HTTP/2 (tests only).
-    pub tls: Option<tonic::transport::ServerTlsConfig>,
+    /// TLS (the cluster PKI's server configuration: its serving certificate can be renewed
+    /// while the gateway runs, client certificates are verified against the CA); `None`
+    /// serves plain HTTP/2 (tests only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Signs service-account tokens (TokenRequest); `None` issues none. Add it to
     /// `authenticator` too so the tokens authenticate.
     pub tokens: Option<Arc<tokens::TokenIssuer>>,
@@ -237,18 +239,17 @@ pub async fn start_with_network(
         .trace_fn(rpc_span)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
-    if let Some(tls) = config.tls {
-        navarch_pki::ensure_crypto_provider();
-        builder = builder.tls_config(tls)?;
-    }
     let router = builder
         .add_service(health)
         .add_service(reflection)
         .add_service(gateway);
     let (tx, rx) = oneshot::channel::<()>();
+    let stop = async {
+        let _ = rx.await;
+    };
     // Our own listener (for port 0), so the builder's nodelay does not apply: set it on each
     // accepted socket, or small gRPC frames wait for delayed ACKs (~40 ms a request).
-    let incoming = futures::StreamExt::map(
+    let accepted = futures::StreamExt::map(
         tokio_stream::wrappers::TcpListenerStream::new(listener),
         |socket| {
             if let Ok(s) = &socket
@@ -259,13 +260,15 @@ pub async fn start_with_network(
             socket
         },
     );
-    let task = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = rx.await;
-            })
-            .await
-    });
+    let task = match config.tls {
+        Some(tls) => {
+            let incoming = tls_handshakes(accepted, tls);
+            tokio::spawn(async move { router.serve_with_incoming_shutdown(incoming, stop).await })
+        }
+        None => {
+            tokio::spawn(async move { router.serve_with_incoming_shutdown(accepted, stop).await })
+        }
+    };
     let compactor = tokio::spawn(compactor(config.store.clone(), COMPACTION_INTERVAL));
     tracing::info!(%addr, "gateway serving gRPC");
     Ok(RunningGateway {
@@ -275,6 +278,45 @@ pub async fn start_with_network(
         task,
         compactor,
     })
+}
+
+/// How long a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// TLS on every accepted connection, each handshake in its own task (a slow client holds up
+/// no one), with `tls` read at each handshake: a renewed serving certificate applies to
+/// the next connection.
+fn tls_handshakes(
+    accepted: impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static,
+    tls: Arc<rustls::ServerConfig>,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        let mut accepted = std::pin::pin!(accepted);
+        while let Some(socket) = futures::StreamExt::next(&mut accepted).await {
+            let socket = match socket {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a gateway connection failed");
+                    continue;
+                }
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let peer = socket.peer_addr().ok();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Compacts the store periodically to the revision it had one interval ago, so watchers get

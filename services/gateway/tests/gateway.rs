@@ -51,7 +51,7 @@ impl Cluster {
             store,
             authenticator: AuthChain::new(vec![Arc::new(tokens)]),
             authorizer: Arc::new(MastersOnly),
-            tls: Some(pki.tonic_server_tls()),
+            tls: Some(pki.server_config(&[b"h2"])),
             tokens: None,
             audit: None,
             node_signer: None,

@@ -168,7 +168,7 @@ pub async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
         store,
         authenticator: AuthChain::new(vec![Arc::new(tokens)]),
         authorizer: Arc::new(MastersOnly),
-        tls: Some(pki.tonic_server_tls()),
+        tls: Some(pki.server_config(&[b"h2"])),
         tokens: None,
         audit: None,
         node_signer: None,

@@ -375,7 +375,7 @@ pub async fn run(args: FacadeBenchArgs) -> anyhow::Result<()> {
         store,
         authenticator: AuthChain::new(vec![Arc::new(tokens)]),
         authorizer: Arc::new(MastersOnly),
-        tls: Some(pki.tonic_server_tls()),
+        tls: Some(pki.server_config(&[b"h2"])),
         tokens: None,
         audit: None,
         node_signer: None,

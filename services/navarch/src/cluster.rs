@@ -52,6 +52,10 @@ pub struct ServerArgs {
     /// Rotate the audit log to `<path>.1` past this many megabytes.
     #[arg(long, default_value_t = 100)]
     pub audit_log_maxsize: u64,
+    /// How long serving certificates are valid; each is renewed, without a restart, when a
+    /// third of its life (at most 30 days) is left.
+    #[arg(long, default_value = "8760h", value_parser = crate::parse_duration, hide = true)]
+    pub serving_cert_validity: std::time::Duration,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -231,10 +235,12 @@ pub async fn run(
     if let Some(dir) = &args.cluster_ca_dir {
         adopt_cluster_ca(dir, &data_dir.join("pki"))?;
     }
-    let pki = Arc::new(navarch_pki::ClusterPki::load_or_create(
+    let pki = Arc::new(navarch_pki::ClusterPki::load_or_create_with(
         &data_dir.join("pki"),
         &sans,
+        args.serving_cert_validity,
     )?);
+    let renewal = spawn_serving_renewal(pki.clone(), args.serving_cert_validity);
     let admin_token = ensure_admin_token(&data_dir)?;
     // The components of this process authenticate with their own client certificates
     // (mutual TLS), each bound to its least-privilege role.
@@ -315,7 +321,7 @@ pub async fn run(
             authenticator: AuthChain::new(authenticators)
                 .with_forwarded_certificates(pki.client_verifier()?),
             authorizer: rbac.clone(),
-            tls: Some(pki.tonic_server_tls()),
+            tls: Some(pki.server_config(&[b"h2"])),
             tokens: Some(service_accounts.clone()),
             audit,
             node_signer: Some(pki.clone()),
@@ -492,6 +498,7 @@ pub async fn run(
     }
     kubernetes_service.abort();
     rbac_sync.abort();
+    renewal.abort();
     join_token_sync.abort();
     telemetry.shutdown();
     controllers.shutdown().await;
@@ -500,6 +507,23 @@ pub async fn run(
     gateway.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Renews the serving certificate of every listener (API, gateway) before it expires.
+fn spawn_serving_renewal(
+    pki: Arc<navarch_pki::ClusterPki>,
+    validity: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let every = (validity / 10).min(std::time::Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = pki.renew_serving(validity) {
+                tracing::warn!(%error, "renewing the serving certificate failed; retrying");
+            }
+        }
+    })
 }
 
 /// Registers a synchronous `probe` as the check `name`.

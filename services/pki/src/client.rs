@@ -103,15 +103,20 @@ impl ClusterPki {
             files::read_optional(&key_path)?,
         ) {
             let stored = IssuedPem { cert_pem, key_pem };
-            let reason =
-                serving::unfit(&stored, self.ca_der(), OffsetDateTime::now_utc(), &|cert| {
+            let reason = serving::unfit(
+                &stored,
+                self.ca_der(),
+                OffsetDateTime::now_utc(),
+                crate::RENEW_BEFORE,
+                &|cert| {
                     let Ok(got) = subject_of(cert) else {
                         return Some("unreadable subject".into());
                     };
                     let want: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
                     (got.common_name != common_name || got.organizations != want)
                         .then(|| "names another subject".to_string())
-                });
+                },
+            );
             match reason {
                 None => return Ok((stored.cert_pem, stored.key_pem)),
                 Some(reason) => {

@@ -26,7 +26,7 @@ pub use client::{
 };
 pub use error::{PkiError, Result};
 pub use sans::{DEFAULT_DNS_SANS, SubjectAltName, serving_sans};
-pub use serving::{RENEW_BEFORE, SERVER_CERT_FILE, SERVER_KEY_FILE, SERVER_VALIDITY};
+pub use serving::{RENEW_BEFORE, SERVER_CERT_FILE, SERVER_KEY_FILE, SERVER_VALIDITY, renew_window};
 pub use tls::ensure_crypto_provider;
 
 use authority::ClusterCa;
@@ -35,8 +35,8 @@ use authority::ClusterCa;
 pub struct ClusterPki {
     dir: PathBuf,
     ca: ClusterCa,
-    server_cert_pem: String,
-    server_key_pem: String,
+    sans: Vec<SubjectAltName>,
+    serving: Arc<serving::ServingCert>,
     server_config: Arc<ServerConfig>,
     client_config: Arc<ClientConfig>,
 }
@@ -47,29 +47,65 @@ impl ClusterPki {
     /// expires within [`RENEW_BEFORE`], was not signed by the CA, or lacks one of the
     /// [`serving_sans`] for `extra_sans` (each a DNS name or an IP address).
     pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Self> {
+        Self::load_or_create_with(dir, extra_sans, SERVER_VALIDITY)
+    }
+
+    /// [`Self::load_or_create`] issuing serving certificates valid for `validity` (renewed
+    /// within [`renew_window`] of expiry).
+    pub fn load_or_create_with(
+        dir: &Path,
+        extra_sans: &[String],
+        validity: Duration,
+    ) -> Result<Self> {
         let sans = serving_sans(extra_sans)?;
         files::ensure_dir(dir)?;
         let ca = ClusterCa::load_or_create(dir)?;
-        let serving = serving::load_or_issue(dir, &ca, &sans)?;
-
-        let cert_path = dir.join(SERVER_CERT_FILE);
-        let chain = vec![authority::parse_cert_pem(&serving.cert_pem, &cert_path)?];
-        let key = authority::decode_key_pem(&serving.key_pem).map_err(|reason| {
-            PkiError::InvalidMaterial {
-                path: dir.join(SERVER_KEY_FILE),
-                reason,
-            }
-        })?;
-        let server_config = tls::server_config(&ca.cert_der, chain, key)?;
+        let issued = serving::load_or_issue(dir, &ca, &sans, validity)?;
+        let serving = Arc::new(serving::ServingCert::new(issued)?);
+        let server_config = tls::server_config(&ca.cert_der, serving.clone())?;
         let client_config = tls::client_config(&ca.cert_der)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             ca,
-            server_cert_pem: serving.cert_pem,
-            server_key_pem: serving.key_pem,
+            sans,
+            serving,
             server_config: Arc::new(server_config),
             client_config: Arc::new(client_config),
         })
+    }
+
+    /// Re-issues the serving certificate when it is within [`renew_window`] of expiry (for
+    /// `validity`) or otherwise unfit, writes it, and swaps it into every listener built from
+    /// [`Self::server_config`] without a restart. Returns why it was renewed, or `None`.
+    pub fn renew_serving(&self, validity: Duration) -> Result<Option<String>> {
+        let reason = self.serving.with_pem(|pem| {
+            serving::reissue_reason_within(
+                pem,
+                &self.ca.cert_der,
+                &self.sans,
+                time::OffsetDateTime::now_utc(),
+                renew_window(validity),
+            )
+        });
+        let Some(reason) = reason else {
+            return Ok(None);
+        };
+        let issued = self
+            .ca
+            .issue_serving("navarch-server", &self.sans, validity)?;
+        files::write_atomic(
+            &self.dir.join(SERVER_KEY_FILE),
+            &issued.key_pem,
+            files::PRIVATE_MODE,
+        )?;
+        files::write_atomic(
+            &self.dir.join(SERVER_CERT_FILE),
+            &issued.cert_pem,
+            files::PUBLIC_MODE,
+        )?;
+        self.serving.set(issued)?;
+        tracing::info!(reason, "renewed the serving certificate");
+        Ok(Some(reason))
     }
 
     /// The directory holding the PKI files.
@@ -91,14 +127,14 @@ impl ClusterPki {
         &self.ca.cert_der
     }
 
-    /// The serving certificate, PEM.
-    pub fn server_cert_pem(&self) -> &str {
-        &self.server_cert_pem
+    /// The serving certificate now, PEM.
+    pub fn server_cert_pem(&self) -> String {
+        self.serving.pem().0
     }
 
-    /// The serving certificate's private key, PEM (PKCS#8).
-    pub fn server_key_pem(&self) -> &str {
-        &self.server_key_pem
+    /// The serving certificate's private key now, PEM (PKCS#8).
+    pub fn server_key_pem(&self) -> String {
+        self.serving.pem().1
     }
 
     /// Issues a client certificate signed by the cluster CA with subject
@@ -159,11 +195,9 @@ impl ClusterPki {
     pub fn tonic_server_tls(&self) -> ServerTlsConfig {
         // tonic builds its rustls config through the process-default provider.
         ensure_crypto_provider();
+        let (cert, key) = self.serving.pem();
         ServerTlsConfig::new()
-            .identity(Identity::from_pem(
-                &self.server_cert_pem,
-                &self.server_key_pem,
-            ))
+            .identity(Identity::from_pem(cert, key))
             .client_ca_root(Certificate::from_pem(&self.ca.cert_pem))
             .client_auth_optional(true)
     }

@@ -35,6 +35,7 @@ pub(crate) fn load_or_issue(
     dir: &Path,
     ca: &ClusterCa,
     sans: &[SubjectAltName],
+    validity: Duration,
 ) -> Result<IssuedPem> {
     let cert_path = dir.join(SERVER_CERT_FILE);
     let key_path = dir.join(SERVER_KEY_FILE);
@@ -47,7 +48,13 @@ pub(crate) fn load_or_issue(
     };
     let reason = match &stored {
         None => Some("missing".to_string()),
-        Some(pem) => reissue_reason(pem, &ca.cert_der, sans, OffsetDateTime::now_utc()),
+        Some(pem) => reissue_reason_within(
+            pem,
+            &ca.cert_der,
+            sans,
+            OffsetDateTime::now_utc(),
+            renew_window(validity),
+        ),
     };
     match (stored, reason) {
         (Some(pem), None) => {
@@ -56,7 +63,7 @@ pub(crate) fn load_or_issue(
             Ok(pem)
         }
         (_, reason) => {
-            let issued = ca.issue_serving(SERVER_COMMON_NAME, sans, SERVER_VALIDITY)?;
+            let issued = ca.issue_serving(SERVER_COMMON_NAME, sans, validity)?;
             files::write_atomic(&key_path, &issued.key_pem, PRIVATE_MODE)?;
             files::write_atomic(&cert_path, &issued.cert_pem, PUBLIC_MODE)?;
             let names: Vec<String> = sans.iter().map(ToString::to_string).collect();
@@ -71,14 +78,32 @@ pub(crate) fn load_or_issue(
     }
 }
 
+/// How long before expiry a certificate valid for `validity` is renewed: [`RENEW_BEFORE`],
+/// or a third of its life for short-lived ones.
+pub fn renew_window(validity: Duration) -> Duration {
+    RENEW_BEFORE.min(validity / 3)
+}
+
 /// Why the stored serving certificate cannot be reused, or `None` if it can.
+#[cfg(test)]
 fn reissue_reason(
     stored: &IssuedPem,
     ca_der: &CertificateDer<'_>,
     sans: &[SubjectAltName],
     now: OffsetDateTime,
 ) -> Option<String> {
-    unfit(stored, ca_der, now, &|cert| {
+    reissue_reason_within(stored, ca_der, sans, now, RENEW_BEFORE)
+}
+
+/// [`reissue_reason`] renewing within `window` of expiry.
+pub(crate) fn reissue_reason_within(
+    stored: &IssuedPem,
+    ca_der: &CertificateDer<'_>,
+    sans: &[SubjectAltName],
+    now: OffsetDateTime,
+    window: Duration,
+) -> Option<String> {
+    unfit(stored, ca_der, now, window, &|cert| {
         let present = match cert_sans(cert) {
             Ok(present) => present,
             Err(err) => return Some(format!("unreadable subject alternative names: {err}")),
@@ -93,11 +118,12 @@ fn reissue_reason(
 }
 
 /// Why a stored certificate and key cannot be reused: unreadable, key and certificate apart,
-/// not signed by the current CA, within [`RENEW_BEFORE`] of expiry, or what `also` finds.
+/// not signed by the current CA, within `window` of expiry, or what `also` finds.
 pub(crate) fn unfit(
     stored: &IssuedPem,
     ca_der: &CertificateDer<'_>,
     now: OffsetDateTime,
+    window: Duration,
     also: &dyn Fn(&x509_parser::certificate::X509Certificate<'_>) -> Option<String>,
 ) -> Option<String> {
     let here = Path::new(SERVER_CERT_FILE);
@@ -124,7 +150,7 @@ pub(crate) fn unfit(
         return Some("not signed by the current cluster CA".into());
     }
     let not_after = cert.validity().not_after.to_datetime();
-    if not_after <= now + RENEW_BEFORE {
+    if not_after <= now + window {
         return Some(format!("expires at {not_after}"));
     }
     also(&cert)
@@ -236,5 +262,69 @@ mod tests {
         swapped.key_pem = foreign.key_pem;
         let reason = reissue_reason(&swapped, &ca.cert_der, &sans(), now).unwrap();
         assert!(reason.contains("key does not match"), "{reason}");
+    }
+}
+
+/// The serving certificate every TLS listener presents, swappable while they run: renewal
+/// needs no restart, new handshakes get the new certificate.
+#[derive(Debug)]
+pub(crate) struct ServingCert {
+    key: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+    pem: std::sync::RwLock<IssuedPem>,
+}
+
+impl std::fmt::Debug for IssuedPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedPem")
+    }
+}
+
+use std::sync::Arc;
+
+impl ServingCert {
+    pub(crate) fn new(pem: IssuedPem) -> Result<Self> {
+        let key = certified(&pem)?;
+        Ok(Self {
+            key: std::sync::RwLock::new(key),
+            pem: std::sync::RwLock::new(pem),
+        })
+    }
+
+    pub(crate) fn set(&self, pem: IssuedPem) -> Result<()> {
+        let key = certified(&pem)?;
+        *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
+        *self.pem.write().unwrap_or_else(|e| e.into_inner()) = pem;
+        Ok(())
+    }
+
+    pub(crate) fn pem(&self) -> (String, String) {
+        let pem = self.pem.read().unwrap_or_else(|e| e.into_inner());
+        (pem.cert_pem.clone(), pem.key_pem.clone())
+    }
+
+    pub(crate) fn with_pem<T>(&self, f: impl FnOnce(&IssuedPem) -> T) -> T {
+        f(&self.pem.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn certified(pem: &IssuedPem) -> Result<Arc<rustls::sign::CertifiedKey>> {
+    let here = Path::new(SERVER_CERT_FILE);
+    let chain = vec![authority::parse_cert_pem(&pem.cert_pem, here)?];
+    let key = authority::decode_key_pem(&pem.key_pem).map_err(|reason| {
+        crate::PkiError::InvalidMaterial {
+            path: Path::new(SERVER_KEY_FILE).to_path_buf(),
+            reason,
+        }
+    })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key)?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signer)))
+}
+
+impl rustls::server::ResolvesServerCert for ServingCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.key.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -32,8 +33,7 @@ fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>> {
 /// `ca` when a client presents one and accepts clients that present none.
 pub(crate) fn server_config(
     ca: &CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    serving: Arc<dyn rustls::server::ResolvesServerCert>,
 ) -> Result<ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, ring())
         .allow_unauthenticated()
@@ -41,7 +41,7 @@ pub(crate) fn server_config(
     Ok(ServerConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?)
+        .with_cert_resolver(serving))
 }
 
 /// A client configuration that trusts only `ca` and presents no client certificate.

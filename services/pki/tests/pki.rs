@@ -107,7 +107,7 @@ fn serving_cert_covers_default_and_extra_sans() {
         "fd00::7".to_string(),
     ];
     let pki = ClusterPki::load_or_create(tmp.path(), &extra).unwrap();
-    let (dns, ips) = sans_of(pki.server_cert_pem());
+    let (dns, ips) = sans_of(&pki.server_cert_pem());
 
     for name in [
         "localhost",
@@ -139,7 +139,7 @@ fn new_extra_san_reissues_serving_cert_but_keeps_ca() {
     assert_eq!(first.ca_pem(), second.ca_pem());
     assert_ne!(first.server_cert_pem(), second.server_cert_pem());
     assert_ne!(first.server_key_pem(), second.server_key_pem());
-    let (_, ips) = sans_of(second.server_cert_pem());
+    let (_, ips) = sans_of(&second.server_cert_pem());
     assert!(ips.contains(&"192.0.2.10".parse().unwrap()));
     assert_eq!(mode(tmp.path(), "server.key"), 0o600);
     // Asking again for the same names reuses what was just issued.
