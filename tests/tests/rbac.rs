@@ -158,18 +158,20 @@ fn roles_and_bindings_grant_exactly_what_they_say() {
             "{list}"
         );
     }
-    // whoami: kubectl 1.27 asks authentication.k8s.io/v1beta1 (not served); the newest v1.
-    let anyone = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig_for(&n.token)).unwrap();
-    let me = anyone.ok(&as_user(
-        "jane-token",
-        &[
-            "auth",
-            "whoami",
-            "-o",
-            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
-        ],
-    ));
-    assert_eq!(me, "jane [\"dev\",\"system:authenticated\"]");
+    // whoami: kubectl 1.27 asks authentication.k8s.io/v1beta1, the newest v1.
+    for bin in [KUBECTL_OLDEST, KUBECTL_NEWEST] {
+        let anyone = Kubectl::new(bin, &n.kubeconfig_for(&n.token)).unwrap();
+        let me = anyone.ok(&as_user(
+            "jane-token",
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+            ],
+        ));
+        assert_eq!(me, "jane [\"dev\",\"system:authenticated\"]", "{bin}");
+    }
 }
 
 #[test]

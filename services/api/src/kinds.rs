@@ -133,6 +133,7 @@ kinds! {
     "authorization.k8s.io" "v1" SubjectAccessReview "subjectaccessreviews" false [] [] status=false scale=false "navarch.api.authorization.v1.SubjectAccessReview" true;
     "authorization.k8s.io" "v1" LocalSubjectAccessReview "localsubjectaccessreviews" true [] [] status=false scale=false "navarch.api.authorization.v1.LocalSubjectAccessReview" true;
     "authentication.k8s.io" "v1" SelfSubjectReview "selfsubjectreviews" false [] [] status=false scale=false "navarch.api.authentication.v1.SelfSubjectReview" true;
+    "authentication.k8s.io" "v1beta1" SelfSubjectReview "selfsubjectreviews" false [] [] status=false scale=false "navarch.api.authentication.v1.SelfSubjectReview" true;
     "metrics.k8s.io" "v1beta1" NodeMetrics "nodes" false [] [] status=false scale=false "navarch.api.metrics.v1beta1.NodeMetrics" true;
     "metrics.k8s.io" "v1beta1" PodMetrics "pods" true [] [] status=false scale=false "navarch.api.metrics.v1beta1.PodMetrics" true;
 }

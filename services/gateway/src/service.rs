@@ -875,8 +875,14 @@ impl Gateway for GatewayService {
             if kind.create_only() && sub.is_empty() {
                 self.authorize(&user, "create", kind, "", &r.namespace, "")?;
                 let (obj, unknown) = decode_object(kind, r.object.as_ref(), opts.field_validation)?;
-                let answered =
+                let mut answered =
                     crate::reviews::answer(self.authorizer.as_ref(), &user, &r.namespace, &obj)?;
+                // One message serves several versions (SelfSubjectReview v1 and v1beta1):
+                // answer in the version asked.
+                if answered.kind.message == kind.message {
+                    answered.kind = kind;
+                    answered.set_type_meta();
+                }
                 return Ok(pb::ObjectResponse {
                     object: Some(raw_as(&answered, kind, &r.accept)?),
                     warnings: warnings(unknown),
