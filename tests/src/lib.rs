@@ -216,6 +216,28 @@ impl Drop for Navarch {
         if self.child.is_some() {
             let _ = self.stop();
         }
+        kill_processes_under(&self.data_dir);
+    }
+}
+
+/// Kills what still runs from `dir`: process-runtime containers outlive their agent (as
+/// they would on a real machine), a test's must not outlive the test.
+pub fn kill_processes_under(dir: &Path) {
+    let needle = dir.to_string_lossy().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() as i32 && String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("a positive pid"),
+                rustix::process::Signal::KILL,
+            );
+        }
     }
 }
 

@@ -232,6 +232,21 @@ pub async fn run(
         .kubernetes_ip()
         .to_string(),
     );
+    // And as the addresses it listens on and advertises (kube-apiserver's advertise address):
+    // a specific listen address, else this machine's primary one.
+    for ip in [args.api_listen.ip(), args.grpc_listen.ip()]
+        .into_iter()
+        .chain(args.advertise_address)
+    {
+        let ip = if ip.is_unspecified() {
+            primary_address()
+        } else {
+            ip
+        };
+        if !ip.is_loopback() {
+            sans.push(ip.to_string());
+        }
+    }
     if let Some(dir) = &args.cluster_ca_dir {
         adopt_cluster_ca(dir, &data_dir.join("pki"))?;
     }
