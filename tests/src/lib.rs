@@ -173,6 +173,21 @@ impl Navarch {
         path
     }
 
+    /// `navarch token create --ttl TTL` against this control plane: a join token.
+    pub fn create_join_token(&self, ttl: &str) -> String {
+        let out = Command::new(navarch_bin())
+            .args(["token", "create", "--ttl", ttl, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("running navarch token create");
+        assert!(
+            out.status.success(),
+            "navarch token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
     }

@@ -126,6 +126,20 @@ pub struct RuncNode {
 
 impl RuncNode {
     pub fn up(name: &str, octet: u32, service_octet: u32, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec!["--proxy-mode", "none"];
+        args.extend_from_slice(extra);
+        Self::up_with_proxy(name, octet, service_octet, &args)
+    }
+
+    /// [`Self::up`] with the node's service proxy (iptables): for tests of Services and of
+    /// pods that reach the API through `kubernetes.default`. Leaves no `NAVARCH-` chain: the
+    /// proxy removes its chains when navarch stops, before the rest goes.
+    pub fn up_with_proxy(
+        name: &str,
+        octet: u32,
+        service_octet: u32,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let tag = format!("{:04x}", std::process::id() & 0xffff);
         let letter = name.chars().next().unwrap_or('x');
         let bridge = format!("nv{letter}{tag}");
@@ -135,8 +149,6 @@ impl RuncNode {
         let mut args = vec![
             "--runtime",
             "runc",
-            "--proxy-mode",
-            "none",
             "--node-ip",
             "127.0.0.1",
             "--cni-bridge",

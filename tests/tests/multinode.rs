@@ -116,17 +116,7 @@ fn agents_on_other_hosts_join_with_a_token_and_run_pods() {
     ])
     .unwrap();
     let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
-    let out = Command::new(navarch_bin())
-        .args(["token", "create", "--ttl", "10m", "--data-dir"])
-        .arg(&n.data_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let token = n.create_join_token("10m");
 
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();

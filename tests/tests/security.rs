@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use navarch_e2e::images::{Registry, program_files, push_busybox_with};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, KUBECTL_OLDEST, Kubectl};
-use navarch_e2e::runc::RuncLeftovers;
+use navarch_e2e::runc::RuncNode;
 use navarch_e2e::{Navarch, eventually, has, is_root};
 
 const MANIFEST: &str = r#"
@@ -64,11 +64,6 @@ spec:
   - {name: main, image: IMAGE, command: [sleep, "3600"]}
 "#;
 
-struct Up {
-    navarch: Navarch,
-    _leftovers: RuncLeftovers,
-}
-
 /// `podclient kube PATH` in `pod`: the status code (or the error) and the body.
 fn in_pod(k: &Kubectl, pod: &str, path: &str) -> (String, String) {
     let out = k.run(&[
@@ -101,46 +96,23 @@ async fn pods_use_their_mounted_service_account_token_through_kubernetes_default
     .unwrap();
     push_busybox_with(&image, &client_files).await.unwrap();
 
-    let tag = format!("{:04x}", std::process::id() & 0xffff);
-    let bridge = format!("nvk{tag}");
-    let cgroup_parent = format!("navarch-sec-{tag}");
     let octet = 240 + std::process::id() % 5;
-    let cluster_cidr = format!("10.{octet}.0.0/16");
-    let service_cidr = format!("10.{}.0.0/16", octet + 5);
     // Pods reach the API at the node's bridge address (the first node's pod gateway), where
     // the Service proxy sends `kubernetes.default`'s ClusterIP.
     let api_listen = format!("0.0.0.0:{}", navarch_e2e::free_port().unwrap());
     let advertise = format!("10.{octet}.0.1");
-    let navarch = Navarch::up_with_args(&[
-        "--runtime",
-        "runc",
-        "--node-ip",
-        "127.0.0.1",
-        "--cni-bridge",
-        &bridge,
-        "--cgroup-parent",
-        &cgroup_parent,
-        "--cluster-cidr",
-        &cluster_cidr,
-        "--service-cidr",
-        &service_cidr,
-        "--api-listen",
-        &api_listen,
-        "--advertise-address",
-        &advertise,
-    ])
+    let up = RuncNode::up_with_proxy(
+        "key",
+        octet,
+        octet + 5,
+        &[
+            "--api-listen",
+            &api_listen,
+            "--advertise-address",
+            &advertise,
+        ],
+    )
     .unwrap();
-    let leftovers = RuncLeftovers {
-        state: navarch.data_dir.join("agent/runc/state"),
-        dir: navarch.data_dir.clone(),
-        bridge: bridge.clone(),
-        cgroup_parent: cgroup_parent.clone(),
-        cluster_cidr: cluster_cidr.clone(),
-    };
-    let up = Up {
-        navarch,
-        _leftovers: leftovers,
-    };
     let n = &up.navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
     let manifest = k.file("sa.yaml", &MANIFEST.replace("IMAGE", &image));

@@ -21,10 +21,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use navarch_e2e::Navarch;
 use navarch_e2e::images::{Registry, program_files, push_busybox_with};
 use navarch_e2e::kubectl::{KUBECTL_NEWEST, Kubectl};
-use navarch_e2e::runc::RuncLeftovers;
+use navarch_e2e::runc::RuncNode;
 use navarch_e2e::{eventually, has, is_root};
 
 /// `GET /` at `addr`: the body, or why not.
@@ -173,11 +172,6 @@ fn resolve_in_client(k: &Kubectl, name: &str) -> Option<BTreeSet<String>> {
         .then(|| run.stdout.split_whitespace().map(str::to_string).collect())
 }
 
-struct Up {
-    navarch: Navarch,
-    _leftovers: RuncLeftovers,
-}
-
 const MANIFEST: &str = r#"
 # The Services first: pods started after them get their environment variables.
 apiVersion: v1
@@ -260,42 +254,16 @@ async fn cluster_ip_and_node_port_reach_runc_pods_and_follow_endpoints() {
     push_busybox_with(&image, &client_files).await.unwrap();
     let (upstream, asked_upstream) = fake_upstream();
 
-    let tag = format!("{:04x}", std::process::id() & 0xffff);
-    let bridge = format!("nvs{tag}");
-    let cgroup_parent = format!("navarch-svc-{tag}");
     let octet = 160 + (std::process::id() % 40);
-    let cluster_cidr = format!("10.{octet}.0.0/16");
-    let service_cidr = format!("10.{}.0.0/16", octet + 40);
-    let navarch = Navarch::up_with_args(&[
-        "--runtime",
-        "runc",
-        "--node-ip",
-        "127.0.0.1",
-        "--cni-bridge",
-        &bridge,
-        "--cgroup-parent",
-        &cgroup_parent,
-        "--cluster-cidr",
-        &cluster_cidr,
-        "--service-cidr",
-        &service_cidr,
-        "--dns-upstream",
-        &upstream.to_string(),
-    ])
-    .unwrap();
-    let leftovers = RuncLeftovers {
-        state: navarch.data_dir.join("agent/runc/state"),
-        dir: navarch.data_dir.clone(),
-        bridge: bridge.clone(),
-        cgroup_parent: cgroup_parent.clone(),
-        cluster_cidr: cluster_cidr.clone(),
-    };
     // Dropped in this order even on a panic: navarch stops (its proxy removes its chains)
     // before its containers, mounts and bridge go.
-    let mut up = Up {
-        navarch,
-        _leftovers: leftovers,
-    };
+    let mut up = RuncNode::up_with_proxy(
+        "svc",
+        octet,
+        octet + 40,
+        &["--dns-upstream", &upstream.to_string()],
+    )
+    .unwrap();
     let navarch = &mut up.navarch;
     let k = Kubectl::new(KUBECTL_NEWEST, &navarch.kubeconfig).unwrap();
     // A requested ClusterIP (inside the service CIDR) the pods can be told in advance.

@@ -79,56 +79,49 @@ fn references(pod: &Json, plural: &str) -> Vec<String> {
     let containers = ["containers", "initContainers", "ephemeralContainers"]
         .iter()
         .flat_map(|f| spec[*f].as_array().cloned().unwrap_or_default());
-    match plural {
-        "secrets" => {
-            for v in &volumes {
-                push(v.pointer("/secret/secretName"));
-                for s in v
-                    .pointer("/projected/sources")
-                    .and_then(Json::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    push(s.pointer("/secret/name"));
-                }
-            }
-            for s in spec["imagePullSecrets"].as_array().into_iter().flatten() {
-                push(s.get("name"));
-            }
-            for c in containers {
-                for e in c["env"].as_array().into_iter().flatten() {
-                    push(e.pointer("/valueFrom/secretKeyRef/name"));
-                }
-                for e in c["envFrom"].as_array().into_iter().flatten() {
-                    push(e.pointer("/secretRef/name"));
-                }
-            }
-        }
-        "configmaps" => {
-            for v in &volumes {
-                push(v.pointer("/configMap/name"));
-                for s in v
-                    .pointer("/projected/sources")
-                    .and_then(Json::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    push(s.pointer("/configMap/name"));
-                }
-            }
-            for c in containers {
-                for e in c["env"].as_array().into_iter().flatten() {
-                    push(e.pointer("/valueFrom/configMapKeyRef/name"));
-                }
-                for e in c["envFrom"].as_array().into_iter().flatten() {
-                    push(e.pointer("/configMapRef/name"));
-                }
-            }
-        }
+    // Where each kind is named: volume field, projected source, env ref, envFrom ref.
+    let (volume, projected, env, env_from) = match plural {
+        "secrets" => (
+            "/secret/secretName",
+            "/secret/name",
+            "/valueFrom/secretKeyRef/name",
+            "/secretRef/name",
+        ),
+        "configmaps" => (
+            "/configMap/name",
+            "/configMap/name",
+            "/valueFrom/configMapKeyRef/name",
+            "/configMapRef/name",
+        ),
         _ => {
             for v in &volumes {
                 push(v.pointer("/persistentVolumeClaim/claimName"));
             }
+            return out;
+        }
+    };
+    for v in &volumes {
+        push(v.pointer(volume));
+        for s in v
+            .pointer("/projected/sources")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
+            push(s.pointer(projected));
+        }
+    }
+    if plural == "secrets" {
+        for s in spec["imagePullSecrets"].as_array().into_iter().flatten() {
+            push(s.get("name"));
+        }
+    }
+    for c in containers {
+        for e in c["env"].as_array().into_iter().flatten() {
+            push(e.pointer(env));
+        }
+        for e in c["envFrom"].as_array().into_iter().flatten() {
+            push(e.pointer(env_from));
         }
     }
     out

@@ -160,23 +160,7 @@ impl ClusterCa {
         groups: &[&str],
         validity: Duration,
     ) -> Result<IssuedPem> {
-        if common_name.is_empty() {
-            return Err(PkiError::InvalidSubject("empty common name".into()));
-        }
-        // rcgen keeps one value per attribute type, so a subject can hold one O= only.
-        if groups.len() > 1 {
-            return Err(PkiError::InvalidSubject(format!(
-                "at most one group (O=) per certificate is supported, got {groups:?}"
-            )));
-        }
-        let mut params = leaf_params(common_name, validity);
-        if let Some(group) = groups.first() {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(&params)
+        self.sign(&client_params(common_name, groups, validity)?)
     }
 
     /// Signs the key of `csr_pem` (whose signature proves possession of it) as a client
@@ -201,19 +185,7 @@ impl ClusterCa {
                 "the request asks for CN={asked:?}, not {common_name:?}"
             )));
         }
-        if groups.len() > 1 {
-            return Err(PkiError::InvalidSubject(format!(
-                "at most one group (O=) per certificate is supported, got {groups:?}"
-            )));
-        }
-        let mut params = leaf_params(common_name, validity);
-        if let Some(group) = groups.first() {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        csr.params = params;
+        csr.params = client_params(common_name, groups, validity)?;
         Ok(csr.signed_by(&self.issuer)?.pem())
     }
 
@@ -225,6 +197,31 @@ impl ClusterCa {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A client certificate's parameters: `CN=common_name, O=group`, client auth only.
+fn client_params(
+    common_name: &str,
+    groups: &[&str],
+    validity: Duration,
+) -> Result<CertificateParams> {
+    if common_name.is_empty() {
+        return Err(PkiError::InvalidSubject("empty common name".into()));
+    }
+    // rcgen keeps one value per attribute type, so a subject can hold one O= only.
+    if groups.len() > 1 {
+        return Err(PkiError::InvalidSubject(format!(
+            "at most one group (O=) per certificate is supported, got {groups:?}"
+        )));
+    }
+    let mut params = leaf_params(common_name, validity);
+    if let Some(group) = groups.first() {
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, *group);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
 }
 
 /// The CN a certificate signing request asks for.
