@@ -756,3 +756,88 @@ async fn serving_certificates_renew_without_a_restart() {
             .is_ok()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ca_rotates_with_an_overlap_in_which_old_clients_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = Navarch::up_in(dir.path()).unwrap();
+    // What clients hold before the rotation: the old kubeconfig (old CA, a client
+    // certificate from the old CA) and the old CA file.
+    let old_kubeconfig = dir.path().join("kubeconfig-before");
+    std::fs::copy(&n.kubeconfig, &old_kubeconfig).unwrap();
+    let old_ca = std::fs::read_to_string(&n.ca_file).unwrap();
+    n.stop().unwrap();
+
+    let certs = |what: &str| {
+        let out = std::process::Command::new(navarch_e2e::navarch_bin())
+            .args(["certs", what, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    certs("rotate-ca");
+    let mut n = Navarch::up_in(dir.path()).unwrap();
+    let bundle = std::fs::read_to_string(&n.ca_file).unwrap();
+    assert!(
+        bundle.ends_with(&old_ca),
+        "the new ca.crt trusts the old CA too"
+    );
+    let new_ca = bundle.strip_suffix(&old_ca).unwrap().to_string();
+    // The serving certificate now comes from the new CA...
+    let serving = std::fs::read_to_string(dir.path().join("pki/server.crt")).unwrap();
+    assert_ne!(
+        navarch_pki::subject(&navarch_pki::pem_to_der(&serving).unwrap()).ok(),
+        None
+    );
+    // ...and still, during the overlap, old clients work: the old kubeconfig over HTTPS
+    // (pointed at this start's port) and a gRPC client trusting only the old CA.
+    let repoint = |n: &Navarch| {
+        let current: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&n.kubeconfig).unwrap()).unwrap();
+        let mut before: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&old_kubeconfig).unwrap()).unwrap();
+        before["clusters"][0]["cluster"]["server"] =
+            current["clusters"][0]["cluster"]["server"].clone();
+        let path = dir.path().join("kubeconfig-old-ca");
+        std::fs::write(&path, serde_yaml::to_string(&before).unwrap()).unwrap();
+        path
+    };
+    let old = Kubectl::new(KUBECTL_NEWEST, &repoint(&n)).unwrap();
+    old.ok(&["get", "namespaces"]);
+    let c = navarch_gateway::Client::connect(&n.grpc, &old_ca, n.token.as_str())
+        .await
+        .unwrap();
+    assert!(
+        c.list::<navarch_api::core::v1::Namespace>("", &Default::default())
+            .await
+            .is_ok()
+    );
+    // New clients trust the new CA alone.
+    let new = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    new.ok(&["get", "namespaces"]);
+    let c = navarch_gateway::Client::connect(&n.grpc, &new_ca, n.token.as_str())
+        .await
+        .unwrap();
+    assert!(
+        c.list::<navarch_api::core::v1::Namespace>("", &Default::default())
+            .await
+            .is_ok()
+    );
+    n.stop().unwrap();
+
+    // After the overlap only the new CA is trusted: the old kubeconfig stops working.
+    certs("finish-rotation");
+    let n = Navarch::up_in(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(&n.ca_file).unwrap(), new_ca);
+    Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig)
+        .unwrap()
+        .ok(&["get", "namespaces"]);
+    let old = Kubectl::new(KUBECTL_NEWEST, &repoint(&n)).unwrap();
+    let out = old.run(&["get", "namespaces"]);
+    assert!(!out.ok, "the old CA is no longer trusted");
+}

@@ -482,11 +482,14 @@ async fn node_credentials(
     let ask_with = match &stored {
         Some((cert, key)) => {
             let left = navarch_pki::not_after(cert)? - now;
-            if left > RENEW_NODE_CERT_BEFORE.as_secs() as i64 {
+            // After a CA rotation (a --ca-file whose first CA is the new one) the credential
+            // from the previous CA is exchanged while both are still trusted.
+            let current_ca = ca.is_empty() || navarch_pki::issued_by(cert, ca);
+            if left > RENEW_NODE_CERT_BEFORE.as_secs() as i64 && current_ca {
                 tracing::info!(node = %name, path = %cert_path.display(), "using the stored node credential");
                 return Ok((cert.clone(), key.clone()).into());
             }
-            tracing::info!(node = %name, days_left = left / 86400, "renewing the node credential");
+            tracing::info!(node = %name, days_left = left / 86400, current_ca, "renewing the node credential");
             Credentials::from((cert.clone(), key.clone()))
         }
         None => match (&args.join_token, &args.token) {

@@ -179,10 +179,21 @@ fn admin_user() -> UserInfo {
 /// there when it differs; the serving certificate is then re-issued by that CA.
 fn adopt_cluster_ca(from: &Path, pki: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(pki).with_context(|| format!("creating {}", pki.display()))?;
-    for file in ["ca.crt", "ca.key", navarch_pki::SA_KEY_FILE] {
+    for file in [
+        "ca.crt",
+        "ca.key",
+        navarch_pki::SA_KEY_FILE,
+        navarch_pki::CA_CROSS_FILE,
+    ] {
         let source = from.join(file);
-        if file == navarch_pki::SA_KEY_FILE && !source.exists() {
-            // Optional: without it each server signs service-account tokens with its own key.
+        if matches!(file, navarch_pki::SA_KEY_FILE | navarch_pki::CA_CROSS_FILE) && !source.exists()
+        {
+            // Optional: without sa.key each server signs service-account tokens with its
+            // own key; ca-cross.crt exists only during a CA rotation (gone from the source:
+            // the rotation finished).
+            if file == navarch_pki::CA_CROSS_FILE {
+                let _ = std::fs::remove_file(pki.join(file));
+            }
             continue;
         }
         let text = std::fs::read_to_string(&source)

@@ -54,6 +54,11 @@ enum Command {
         #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
         data_dir: PathBuf,
     },
+    /// The cluster CA: rotation with an overlap.
+    Certs {
+        #[command(subcommand)]
+        what: CertsCommand,
+    },
     /// Join tokens for new nodes (`navarch agent --join-token`).
     Token {
         #[command(subcommand)]
@@ -68,6 +73,23 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Starts a CA rotation: a new CA signs from the next start of the server on, both CAs
+    /// are trusted, and clients that know only the old one keep working (the new CA is
+    /// certified by the old). Restart the server(s), hand out the new `pki/ca.crt`, then
+    /// `finish-rotation`.
+    RotateCa {
+        #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
+    },
+    /// Ends the overlap: only the new CA is trusted (restart the server(s) after).
+    FinishRotation {
+        #[arg(long, env = "NAVARCH_DATA_DIR", default_value_os_t = default_data_dir())]
+        data_dir: PathBuf,
     },
 }
 
@@ -105,6 +127,26 @@ fn main() -> anyhow::Result<()> {
             Command::Agent(args) => agent::run(args).await,
             Command::Kubeconfig { data_dir } => cluster::print_kubeconfig(&data_dir),
             Command::Status { data_dir } => status::run(&data_dir).await,
+            Command::Certs {
+                what: CertsCommand::RotateCa { data_dir },
+            } => {
+                let _telemetry = navarch_telemetry::init("navarch-certs")?;
+                navarch_pki::rotate_ca(&data_dir.join("pki"))?;
+                eprintln!(
+                    "CA rotation started in {}: restart navarch; then give clients and agents the new {} (both CAs) and run `navarch certs finish-rotation`",
+                    data_dir.join("pki").display(),
+                    data_dir.join("pki/ca.crt").display()
+                );
+                Ok(())
+            }
+            Command::Certs {
+                what: CertsCommand::FinishRotation { data_dir },
+            } => {
+                let _telemetry = navarch_telemetry::init("navarch-certs")?;
+                navarch_pki::finish_ca_rotation(&data_dir.join("pki"))?;
+                eprintln!("only the new CA is trusted now: restart navarch");
+                Ok(())
+            }
             Command::Token {
                 what: TokenCommand::Create(args),
             } => {

@@ -34,10 +34,22 @@ pub(crate) struct IssuedPem {
     pub(crate) key_pem: String,
 }
 
+/// File name of the new CA's certificate signed by the previous CA, during a CA rotation:
+/// presented after the serving certificate so that clients which still trust only the
+/// previous CA can verify it.
+pub const CA_CROSS_FILE: &str = "ca-cross.crt";
+
 /// The loaded cluster CA.
 pub(crate) struct ClusterCa {
+    /// `ca.crt` as written: the signing CA first, then any CA still trusted (a rotation's
+    /// previous CA).
     pub(crate) cert_pem: String,
+    /// The signing CA.
     pub(crate) cert_der: CertificateDer<'static>,
+    /// Every trusted CA (the signing one first).
+    pub(crate) trusted: Vec<CertificateDer<'static>>,
+    /// During a rotation: the signing CA certified by the previous one.
+    pub(crate) cross: Option<CertificateDer<'static>>,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -79,6 +91,147 @@ impl ClusterCa {
 
     fn generate() -> Result<(String, String)> {
         let key = KeyPair::generate()?;
+        let cert = ca_params(&key).self_signed(&key)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn from_pem(dir: &Path, cert_pem: String, key_pem: &str) -> Result<Self> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key_path = dir.join(CA_KEY_FILE);
+        let trusted: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| PkiError::InvalidMaterial {
+                    path: cert_path.clone(),
+                    reason: format!("unreadable certificate: {e}"),
+                })?;
+        let cert_der = trusted
+            .first()
+            .cloned()
+            .ok_or_else(|| PkiError::InvalidMaterial {
+                path: cert_path.clone(),
+                reason: "no PEM certificate".into(),
+            })?;
+        let cross = match files::read_optional(&dir.join(CA_CROSS_FILE))? {
+            Some(pem) => Some(parse_cert_pem(&pem, &dir.join(CA_CROSS_FILE))?),
+            None => None,
+        };
+        Self::finish_load(dir, cert_pem, cert_der, trusted, cross, key_pem, &key_path)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_load(
+        dir: &Path,
+        cert_pem: String,
+        cert_der: CertificateDer<'static>,
+        trusted: Vec<CertificateDer<'static>>,
+        cross: Option<CertificateDer<'static>>,
+        key_pem: &str,
+        key_path: &Path,
+    ) -> Result<Self> {
+        let cert_path = dir.join(CA_CERT_FILE);
+        let key = KeyPair::from_pem(key_pem).map_err(|err| PkiError::InvalidMaterial {
+            path: key_path.to_path_buf(),
+            reason: err.to_string(),
+        })?;
+        let x509 = parse_x509(&cert_der, &cert_path)?;
+        if !key_matches(&x509, &key) {
+            return Err(PkiError::InvalidMaterial {
+                path: key_path.to_path_buf(),
+                reason: format!("key does not belong to the certificate in {CA_CERT_FILE}"),
+            });
+        }
+        let not_after = x509.validity().not_after.to_datetime();
+        if not_after <= OffsetDateTime::now_utc() {
+            return Err(PkiError::CaExpired {
+                path: cert_path,
+                not_after,
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
+        Ok(Self {
+            cert_pem,
+            cert_der,
+            trusted,
+            cross,
+            issuer,
+        })
+    }
+}
+
+/// Starts a CA rotation in `dir`: a new CA signs from now on (`ca.key`), `ca.crt` trusts
+/// the new and the previous CA, and `ca-cross.crt` (the new CA certified by the previous
+/// one) lets clients that trust only the previous CA verify what the new one signs.
+/// Returns the new CA's PEM.
+pub fn rotate_ca(dir: &Path) -> Result<String> {
+    let old = ClusterCa::load_or_create(dir)?;
+    if old.cross.is_some() {
+        return Err(PkiError::InvalidSubject(
+            "a CA rotation is already in progress: finish it first".into(),
+        ));
+    }
+    let key = KeyPair::generate()?;
+    let params = ca_params(&key);
+    let root = params.self_signed(&key)?;
+    let cross = params.signed_by(&key, &old.issuer)?;
+    let old_signing = files::read_optional(&dir.join(CA_CERT_FILE))?
+        .and_then(|pem| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .and_then(|c| c.ok())
+        })
+        .ok_or_else(|| PkiError::IncompleteCa {
+            dir: dir.to_path_buf(),
+            present: CA_KEY_FILE,
+            missing: CA_CERT_FILE,
+        })?;
+    let old_pem = pem_of(&old_signing);
+    files::write_atomic(&dir.join(CA_CROSS_FILE), &cross.pem(), PUBLIC_MODE)?;
+    // Key, then the bundle naming it first: a crash in between leaves the old CA in force
+    // with a key that does not match, which the next start reports.
+    files::write_atomic(&dir.join(CA_KEY_FILE), &key.serialize_pem(), PRIVATE_MODE)?;
+    files::write_atomic(
+        &dir.join(CA_CERT_FILE),
+        &format!("{}{old_pem}", root.pem()),
+        PUBLIC_MODE,
+    )?;
+    tracing::info!(dir = %dir.display(), "CA rotation started: the new CA signs, both are trusted");
+    Ok(root.pem())
+}
+
+/// Ends a CA rotation: only the new CA is trusted, the cross certificate goes.
+pub fn finish_ca_rotation(dir: &Path) -> Result<()> {
+    let ca = ClusterCa::load_or_create(dir)?;
+    files::write_atomic(&dir.join(CA_CERT_FILE), &pem_of(&ca.cert_der), PUBLIC_MODE)?;
+    match std::fs::remove_file(dir.join(CA_CROSS_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(PkiError::Io {
+                path: dir.join(CA_CROSS_FILE),
+                source,
+            });
+        }
+    }
+    tracing::info!(dir = %dir.display(), "CA rotation finished: only the new CA is trusted");
+    Ok(())
+}
+
+fn pem_of(der: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// A CA's parameters for `key`, named apart from every other CA.
+fn ca_params(key: &KeyPair) -> CertificateParams {
+    {
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -103,40 +256,11 @@ impl ClusterCa {
         ];
         params.not_before = now - BACKDATE;
         params.not_after = now + CA_VALIDITY;
-        let cert = params.self_signed(&key)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        params
     }
+}
 
-    fn from_pem(dir: &Path, cert_pem: String, key_pem: &str) -> Result<Self> {
-        let cert_path = dir.join(CA_CERT_FILE);
-        let key_path = dir.join(CA_KEY_FILE);
-        let cert_der = parse_cert_pem(&cert_pem, &cert_path)?;
-        let key = KeyPair::from_pem(key_pem).map_err(|err| PkiError::InvalidMaterial {
-            path: key_path.clone(),
-            reason: err.to_string(),
-        })?;
-        let x509 = parse_x509(&cert_der, &cert_path)?;
-        if !key_matches(&x509, &key) {
-            return Err(PkiError::InvalidMaterial {
-                path: key_path,
-                reason: format!("key does not belong to the certificate in {CA_CERT_FILE}"),
-            });
-        }
-        let not_after = x509.validity().not_after.to_datetime();
-        if not_after <= OffsetDateTime::now_utc() {
-            return Err(PkiError::CaExpired {
-                path: cert_path,
-                not_after,
-            });
-        }
-        let issuer = Issuer::from_ca_cert_der(&cert_der, key)?;
-        Ok(Self {
-            cert_pem,
-            cert_der,
-            issuer,
-        })
-    }
-
+impl ClusterCa {
     /// Issues a serving (TLS server) certificate for `sans`.
     pub(crate) fn issue_serving(
         &self,

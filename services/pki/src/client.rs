@@ -82,7 +82,9 @@ impl std::fmt::Debug for ClientVerifier {
 impl ClusterPki {
     /// A verifier of client certificates signed by this CA.
     pub fn client_verifier(&self) -> Result<ClientVerifier> {
-        Ok(ClientVerifier(crate::tls::client_verifier(self.ca_der())?))
+        Ok(ClientVerifier(crate::tls::client_verifier(
+            &self.ca().trusted,
+        )?))
     }
 
     /// The client certificate kept as `<stem>.crt`/`<stem>.key` in the PKI dir: reused while
@@ -238,4 +240,21 @@ pub fn client_csr_subject(csr_pem: &str) -> Result<String> {
         }
     })?;
     Ok(crate::authority::csr_common_name(&csr))
+}
+
+/// Whether `cert_pem` was signed by the first CA in `ca_pem` (the signing CA of a bundle).
+pub fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
+    let (Ok(cert), Ok(ca)) = (
+        crate::authority::decode_cert_pem(cert_pem),
+        crate::authority::decode_cert_pem(ca_pem),
+    ) else {
+        return false;
+    };
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        x509_parser::parse_x509_certificate(&cert),
+        x509_parser::parse_x509_certificate(&ca),
+    ) else {
+        return false;
+    };
+    cert.verify_signature(Some(ca.public_key())).is_ok()
 }

@@ -19,10 +19,12 @@ use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, ServerConfig};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
-pub use authority::{CA_CERT_FILE, CA_KEY_FILE, CA_VALIDITY};
+pub use authority::{
+    CA_CERT_FILE, CA_CROSS_FILE, CA_KEY_FILE, CA_VALIDITY, finish_ca_rotation, rotate_ca,
+};
 pub use client::{
-    ClientVerifier, SA_KEY_FILE, SigningKey, Subject, client_csr, client_csr_subject, not_after,
-    pem_to_der, subject,
+    ClientVerifier, SA_KEY_FILE, SigningKey, Subject, client_csr, client_csr_subject, issued_by,
+    not_after, pem_to_der, subject,
 };
 pub use error::{PkiError, Result};
 pub use sans::{DEFAULT_DNS_SANS, SubjectAltName, serving_sans};
@@ -61,9 +63,9 @@ impl ClusterPki {
         files::ensure_dir(dir)?;
         let ca = ClusterCa::load_or_create(dir)?;
         let issued = serving::load_or_issue(dir, &ca, &sans, validity)?;
-        let serving = Arc::new(serving::ServingCert::new(issued)?);
-        let server_config = tls::server_config(&ca.cert_der, serving.clone())?;
-        let client_config = tls::client_config(&ca.cert_der)?;
+        let serving = Arc::new(serving::ServingCert::new(issued, ca.cross.clone())?);
+        let server_config = tls::server_config(&ca.trusted, serving.clone())?;
+        let client_config = tls::client_config(&ca.trusted)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             ca,
@@ -184,7 +186,7 @@ impl ClusterPki {
         })?;
         let chain = vec![cert];
         Ok(Arc::new(tls::client_config_with_cert(
-            &self.ca.cert_der,
+            &self.ca.trusted,
             chain,
             key,
         )?))

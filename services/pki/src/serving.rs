@@ -271,6 +271,8 @@ mod tests {
 pub(crate) struct ServingCert {
     key: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
     pem: std::sync::RwLock<IssuedPem>,
+    /// Presented after the certificate during a CA rotation (see [`crate::rotate_ca`]).
+    cross: Option<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for IssuedPem {
@@ -282,16 +284,17 @@ impl std::fmt::Debug for IssuedPem {
 use std::sync::Arc;
 
 impl ServingCert {
-    pub(crate) fn new(pem: IssuedPem) -> Result<Self> {
-        let key = certified(&pem)?;
+    pub(crate) fn new(pem: IssuedPem, cross: Option<CertificateDer<'static>>) -> Result<Self> {
+        let key = certified(&pem, cross.as_ref())?;
         Ok(Self {
             key: std::sync::RwLock::new(key),
             pem: std::sync::RwLock::new(pem),
+            cross,
         })
     }
 
     pub(crate) fn set(&self, pem: IssuedPem) -> Result<()> {
-        let key = certified(&pem)?;
+        let key = certified(&pem, self.cross.as_ref())?;
         *self.key.write().unwrap_or_else(|e| e.into_inner()) = key;
         *self.pem.write().unwrap_or_else(|e| e.into_inner()) = pem;
         Ok(())
@@ -307,9 +310,13 @@ impl ServingCert {
     }
 }
 
-fn certified(pem: &IssuedPem) -> Result<Arc<rustls::sign::CertifiedKey>> {
+fn certified(
+    pem: &IssuedPem,
+    cross: Option<&CertificateDer<'static>>,
+) -> Result<Arc<rustls::sign::CertifiedKey>> {
     let here = Path::new(SERVER_CERT_FILE);
-    let chain = vec![authority::parse_cert_pem(&pem.cert_pem, here)?];
+    let mut chain = vec![authority::parse_cert_pem(&pem.cert_pem, here)?];
+    chain.extend(cross.cloned());
     let key = authority::decode_key_pem(&pem.key_pem).map_err(|reason| {
         crate::PkiError::InvalidMaterial {
             path: Path::new(SERVER_KEY_FILE).to_path_buf(),

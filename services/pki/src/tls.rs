@@ -23,16 +23,18 @@ fn ring() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca: &CertificateDer<'static>) -> Result<Arc<RootCertStore>> {
+fn roots(cas: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
-    roots.add(ca.clone())?;
+    for ca in cas {
+        roots.add(ca.clone())?;
+    }
     Ok(Arc::new(roots))
 }
 
 /// A server configuration presenting `chain`/`key` that verifies client certificates against
 /// `ca` when a client presents one and accepts clients that present none.
 pub(crate) fn server_config(
-    ca: &CertificateDer<'static>,
+    ca: &[CertificateDer<'static>],
     serving: Arc<dyn rustls::server::ResolvesServerCert>,
 ) -> Result<ServerConfig> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, ring())
@@ -45,7 +47,7 @@ pub(crate) fn server_config(
 }
 
 /// A client configuration that trusts only `ca` and presents no client certificate.
-pub(crate) fn client_config(ca: &CertificateDer<'static>) -> Result<ClientConfig> {
+pub(crate) fn client_config(ca: &[CertificateDer<'static>]) -> Result<ClientConfig> {
     Ok(ClientConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca)?)
@@ -54,7 +56,7 @@ pub(crate) fn client_config(ca: &CertificateDer<'static>) -> Result<ClientConfig
 
 /// A client configuration that trusts only `ca` and presents `chain`/`key`.
 pub(crate) fn client_config_with_cert(
-    ca: &CertificateDer<'static>,
+    ca: &[CertificateDer<'static>],
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ClientConfig> {
@@ -66,7 +68,7 @@ pub(crate) fn client_config_with_cert(
 
 /// A verifier that requires a client certificate chaining to `ca`.
 pub(crate) fn client_verifier(
-    ca: &CertificateDer<'static>,
+    ca: &[CertificateDer<'static>],
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
     Ok(WebPkiClientVerifier::builder_with_provider(roots(ca)?, ring()).build()?)
 }
