@@ -841,3 +841,50 @@ async fn the_ca_rotates_with_an_overlap_in_which_old_clients_keep_working() {
     let out = old.run(&["get", "namespaces"]);
     assert!(!out.ok, "the old CA is no longer trusted");
 }
+
+#[test]
+fn component_client_certificates_renew_while_they_run() {
+    // Component certificates valid 9 s: renewed with 3 s left, so every component has
+    // switched certificates (and connections) twice before the workload below; a component
+    // still on a first certificate would be refused once it expired.
+    let n =
+        Navarch::up_with_args(&["--runtime", "process", "--client-cert-validity", "9s"]).unwrap();
+    std::thread::sleep(Duration::from_secs(20));
+    let k = Kubectl::new(KUBECTL_NEWEST, &n.kubeconfig).unwrap();
+    let manifest = k.file(
+        "renewed.yaml",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: renewed}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: renewed}}
+  template:
+    metadata: {labels: {app: renewed}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: busybox, command: [sleep, "3600"]}
+"#,
+    );
+    // Controllers (ReplicaSet, pods), the scheduler (bindings), the agent (status) and the
+    // facade (this request) all act after their renewals.
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    k.ok(&["rollout", "status", "deployment/renewed", "--timeout=60s"]);
+    let log = n.log();
+    for user in [
+        "system:kube-controller-manager",
+        "system:kube-scheduler",
+        "system:navarch:facade",
+    ] {
+        assert!(
+            log.lines()
+                .filter(|l| l.contains("renewed client certificate") && l.contains(user))
+                .count()
+                >= 2,
+            "{user} renewed twice: {log}"
+        );
+    }
+    k.ok(&["delete", "deployment", "renewed"]);
+}

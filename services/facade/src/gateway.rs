@@ -66,13 +66,18 @@ pub fn for_request(channel: &Channel, headers: &HeaderMap) -> Gateway {
 
 /// A lazily connected channel to the gateway at `url` (`https://host:port`), verifying its
 /// certificate against the cluster CA. IP addresses are checked as `localhost`, which every
-/// serving certificate of the cluster carries. `identity` (`cert_pem`, `key_pem`) is the
-/// facade's own client certificate, which lets the gateway believe forwarded certificates.
+/// serving certificate of the cluster carries. `identity` is the facade's own client
+/// certificate (renewed while it runs), which lets the gateway believe forwarded
+/// certificates.
 pub fn channel(
     url: &str,
     ca_pem: &str,
-    identity: Option<(&str, &str)>,
+    identity: Option<std::sync::Arc<navarch_pki::RenewableIdentity>>,
 ) -> Result<Channel, ApiError> {
+    if let Some(identity) = identity {
+        let (endpoint, connector) = navarch_gateway::renewing::endpoint(url, ca_pem, identity)?;
+        return Ok(endpoint.connect_with_connector_lazy(connector));
+    }
     navarch_pki::ensure_crypto_provider();
     let endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|e| ApiError::bad_request(format!("invalid gateway URL {url}: {e}")))?
@@ -91,12 +96,9 @@ pub fn channel(
         } else {
             host
         };
-        let mut tls = ClientTlsConfig::new()
+        let tls = ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
             .domain_name(domain);
-        if let Some((cert, key)) = identity {
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-        }
         endpoint
             .tls_config(tls)
             .map_err(|e| ApiError::internal(format!("TLS configuration: {e}")))?

@@ -156,6 +156,12 @@ pub fn certificate_user(der: &[u8]) -> Result<UserInfo, ApiError> {
         tracing::debug!(reason, "client certificate refused");
         ApiError::unauthorized()
     })?;
+    // Checked at every request, not only at the handshake: a connection outlives its
+    // certificate only until the next call.
+    if subject.not_after <= jiff::Timestamp::now().as_second() {
+        tracing::info!(user = %subject.common_name, "expired client certificate refused");
+        return Err(ApiError::unauthorized());
+    }
     Ok(UserInfo {
         name: subject.common_name,
         uid: String::new(),

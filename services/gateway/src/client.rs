@@ -4,6 +4,7 @@
 //! path come from the type. Errors come back as [`ApiError`] with their Kubernetes reason.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -82,6 +83,14 @@ pub enum Credentials {
     Token(String),
     /// A client certificate signed by the cluster CA (mutual TLS), PEM.
     Certificate { cert_pem: String, key_pem: String },
+    /// A client certificate renewed while the client runs (see [`crate::renewing`]).
+    Renewable(Arc<navarch_pki::RenewableIdentity>),
+}
+
+impl From<Arc<navarch_pki::RenewableIdentity>> for Credentials {
+    fn from(identity: Arc<navarch_pki::RenewableIdentity>) -> Self {
+        Self::Renewable(identity)
+    }
 }
 
 impl From<&str> for Credentials {
@@ -108,6 +117,7 @@ impl std::fmt::Debug for Credentials {
         f.write_str(match self {
             Self::Token(_) => "Token(..)",
             Self::Certificate { .. } => "Certificate(..)",
+            Self::Renewable(_) => "Renewable(..)",
         })
     }
 }
@@ -186,6 +196,9 @@ impl Client {
     ) -> Result<Self, ApiError> {
         navarch_pki::ensure_crypto_provider();
         let credentials = credentials.into();
+        if let Credentials::Renewable(identity) = &credentials {
+            return Self::connect_renewable(url, ca_pem, identity.clone()).await;
+        }
         let endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| ApiError::bad_request(format!("invalid gateway URL {url}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -216,9 +229,26 @@ impl Client {
         })?;
         let token = match &credentials {
             Credentials::Token(token) => token.as_str(),
-            Credentials::Certificate { .. } => "",
+            _ => "",
         };
         Ok(Self::from_channel(channel, token))
+    }
+
+    /// [`Self::connect`] presenting a renewable identity: TLS under tonic, through
+    /// [`crate::renewing::connector`].
+    async fn connect_renewable(
+        url: &str,
+        ca_pem: &str,
+        identity: Arc<navarch_pki::RenewableIdentity>,
+    ) -> Result<Self, ApiError> {
+        let (endpoint, connector) = crate::renewing::endpoint(url, ca_pem, identity)?;
+        let channel = endpoint
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(format!("cannot connect to the gateway at {url}: {e}"))
+            })?;
+        Ok(Self::from_channel(channel, ""))
     }
 
     /// Wraps an established channel.

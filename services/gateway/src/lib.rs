@@ -19,6 +19,7 @@ pub mod node_authorizer;
 pub mod rbac;
 pub mod rbac_bootstrap;
 pub mod registry;
+pub mod renewing;
 pub mod resource_metrics;
 pub mod reviews;
 pub mod service;

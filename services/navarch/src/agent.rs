@@ -485,9 +485,9 @@ async fn node_credentials(
             // After a CA rotation (a --ca-file whose first CA is the new one) the credential
             // from the previous CA is exchanged while both are still trusted.
             let current_ca = ca.is_empty() || navarch_pki::issued_by(cert, ca);
-            if left > RENEW_NODE_CERT_BEFORE.as_secs() as i64 && current_ca {
+            if left > renew_window(cert) && current_ca {
                 tracing::info!(node = %name, path = %cert_path.display(), "using the stored node credential");
-                return Ok((cert.clone(), key.clone()).into());
+                return renewing(cert.clone(), key.clone(), cert_path, key_path);
             }
             tracing::info!(node = %name, days_left = left / 86400, current_ca, "renewing the node credential");
             Credentials::from((cert.clone(), key.clone()))
@@ -511,7 +511,70 @@ async fn node_credentials(
     crate::cluster::write_private(&key_path, &key)?;
     std::fs::write(&cert_path, &cert)?;
     tracing::info!(node = %name, path = %cert_path.display(), "obtained the node credential");
-    Ok((cert, key).into())
+    renewing(cert, key, cert_path, key_path)
+}
+
+/// Seconds before expiry a node certificate is renewed: 73 days, or a third of its life
+/// for short-lived ones.
+fn renew_window(cert_pem: &str) -> i64 {
+    let (from, to) = navarch_pki::validity(cert_pem).unwrap_or((0, 0));
+    (RENEW_NODE_CERT_BEFORE.as_secs() as i64).min((to - from) / 3)
+}
+
+/// The node credential as a renewable identity, renewed by [`spawn_renewal`] while the
+/// agent runs.
+fn renewing(
+    cert: String,
+    key: String,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+) -> anyhow::Result<navarch_gateway::client::Credentials> {
+    let identity = navarch_pki::RenewableIdentity::new(cert, key)?;
+    NODE_IDENTITY
+        .set((identity.clone(), cert_path, key_path))
+        .map_err(|_| anyhow::anyhow!("the node credential is loaded once"))?;
+    Ok(identity.into())
+}
+
+/// The running agent's node credential and where it is kept.
+static NODE_IDENTITY: std::sync::OnceLock<(
+    std::sync::Arc<navarch_pki::RenewableIdentity>,
+    PathBuf,
+    PathBuf,
+)> = std::sync::OnceLock::new();
+
+/// Renews the node credential through `client` (authenticated with it) before it expires:
+/// a new key and CSR, the certificate stored, then swapped in (connections reconnect).
+fn spawn_renewal(client: Client, node: String) -> Option<tokio::task::JoinHandle<()>> {
+    let (identity, cert_path, key_path) = NODE_IDENTITY.get()?.clone();
+    Some(tokio::spawn(async move {
+        loop {
+            let (cert, _) = identity.pem();
+            let (from, to) = navarch_pki::validity(&cert).unwrap_or((0, 0));
+            let check = std::time::Duration::from_secs(((to - from) / 10).clamp(1, 3600) as u64);
+            tokio::time::sleep(check).await;
+            let left = to - jiff::Timestamp::now().as_second();
+            if left > renew_window(&cert) {
+                continue;
+            }
+            let renewed = async {
+                let cn = format!("system:node:{node}");
+                let (csr, key) = navarch_pki::client_csr(&cn, &["system:nodes"])?;
+                let cert = client.request_node_credential(&csr).await?;
+                crate::cluster::write_private(&key_path, &key)?;
+                std::fs::write(&cert_path, &cert)?;
+                identity.set(cert, key)?;
+                anyhow::Ok(())
+            }
+            .await;
+            match renewed {
+                Ok(()) => tracing::info!(%node, "renewed the node credential"),
+                Err(error) => {
+                    tracing::warn!(%node, %error, "renewing the node credential failed; retrying")
+                }
+            }
+        }
+    }))
 }
 
 /// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.
@@ -528,6 +591,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let credentials = node_credentials(&args, &ca).await?;
     let client = Client::connect(&args.gateway, &ca, credentials).await?;
+    let renewal = spawn_renewal(client.clone(), node_name(&args.node));
     let network = ClusterNetwork {
         cluster_cidr: args.cluster_cidr.clone(),
         service_cidr: args.service_cidr.clone(),
@@ -545,6 +609,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     tracing::info!("agent shutting down; containers keep running");
+    if let Some(task) = renewal {
+        task.abort();
+    }
     telemetry.shutdown();
     agents.shutdown().await;
     Ok(())

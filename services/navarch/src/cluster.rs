@@ -56,6 +56,10 @@ pub struct ServerArgs {
     /// third of its life (at most 30 days) is left.
     #[arg(long, default_value = "8760h", value_parser = crate::parse_duration, hide = true)]
     pub serving_cert_validity: std::time::Duration,
+    /// How long the client certificates of this process's components are valid; each is
+    /// renewed in memory, without a restart, when a third of its life is left.
+    #[arg(long, default_value = "8760h", value_parser = crate::parse_duration, hide = true)]
+    pub client_cert_validity: std::time::Duration,
     /// Extra names and addresses for the serving certificate.
     #[arg(long = "tls-san")]
     pub tls_sans: Vec<String>,
@@ -125,9 +129,6 @@ const ADMIN_TOKEN_FILE: &str = "admin.token";
 /// The identity of this process's hollow (simulated) nodes: in `system:nodes` for the node
 /// role, but not one node, so the Node authorizer leaves it alone.
 const HOLLOW_FLEET_USER: &str = "system:navarch:hollow-fleet";
-/// How long the in-memory client certificates of this process's components are valid.
-const COMPONENT_CERT_VALIDITY: std::time::Duration =
-    std::time::Duration::from_secs(365 * 24 * 3600);
 /// The admin kubeconfig `navarch up` writes (and `navarch kubeconfig` prints).
 pub const KUBECONFIG_FILE: &str = "kubeconfig";
 const TOKEN_AUTH_FILE: &str = "tokens.csv";
@@ -270,10 +271,25 @@ pub async fn run(
     let admin_token = ensure_admin_token(&data_dir)?;
     // The components of this process authenticate with their own client certificates
     // (mutual TLS), each bound to its least-privilege role.
+    let renewals = std::sync::Mutex::new(Vec::new());
+    let renewable =
+        |user: &str, groups: &[&str]| -> anyhow::Result<Arc<navarch_pki::RenewableIdentity>> {
+            let (cert, key) = pki.issue_client_cert(user, groups, args.client_cert_validity)?;
+            let identity = navarch_pki::RenewableIdentity::new(cert, key)?;
+            renewals
+                .lock()
+                .expect("not poisoned")
+                .push(spawn_client_renewal(
+                    pki.clone(),
+                    identity.clone(),
+                    user.to_string(),
+                    groups.iter().map(|g| g.to_string()).collect(),
+                    args.client_cert_validity,
+                ));
+            Ok(identity)
+        };
     let identity = |user: &str, groups: &[&str]| -> anyhow::Result<Credentials> {
-        Ok(pki
-            .issue_client_cert(user, groups, COMPONENT_CERT_VALIDITY)?
-            .into())
+        Ok(renewable(user, groups)?.into())
     };
     let service_accounts = Arc::new(
         navarch_gateway::tokens::TokenIssuer::new(&pki.signing_key()?)
@@ -400,15 +416,10 @@ pub async fn run(
         "controller-manager",
         controllers.probe(),
     );
-    let (proxy_cert, proxy_key) = pki.issue_client_cert(
-        navarch_gateway::auth::FRONT_PROXY_USER,
-        &[],
-        COMPONENT_CERT_VALIDITY,
-    )?;
     let channel = navarch_facade::gateway::channel(
         &navarch_facade::kubeconfig::server_url(gateway.addr),
         pki.ca_pem(),
-        Some((&proxy_cert, &proxy_key)),
+        Some(renewable(navarch_gateway::auth::FRONT_PROXY_USER, &[])?),
     )?;
     let facade = navarch_facade::start(navarch_facade::FacadeConfig {
         listen: args.api_listen,
@@ -525,6 +536,9 @@ pub async fn run(
     kubernetes_service.abort();
     rbac_sync.abort();
     renewal.abort();
+    for task in renewals.into_inner().unwrap_or_default() {
+        task.abort();
+    }
     join_token_sync.abort();
     telemetry.shutdown();
     controllers.shutdown().await;
@@ -547,6 +561,41 @@ fn spawn_serving_renewal(
             ticker.tick().await;
             if let Err(error) = pki.renew_serving(validity) {
                 tracing::warn!(%error, "renewing the serving certificate failed; retrying");
+            }
+        }
+    })
+}
+
+/// Re-issues a component's client certificate when a third of its life is left and swaps
+/// it in (its connections then reconnect with the new one).
+fn spawn_client_renewal(
+    pki: Arc<navarch_pki::ClusterPki>,
+    identity: Arc<navarch_pki::RenewableIdentity>,
+    user: String,
+    groups: Vec<String>,
+    validity: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    let every = (validity / 10).min(std::time::Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            let (cert, _) = identity.pem();
+            let left =
+                navarch_pki::not_after(&cert).unwrap_or(0) - jiff::Timestamp::now().as_second();
+            if left > (validity / 3).as_secs() as i64 {
+                continue;
+            }
+            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+            match pki
+                .issue_client_cert(&user, &groups, validity)
+                .map_err(anyhow::Error::from)
+                .and_then(|(cert, key)| Ok(identity.set(cert, key)?))
+            {
+                Ok(()) => tracing::info!(%user, "renewed client certificate"),
+                Err(error) => {
+                    tracing::warn!(%user, %error, "renewing a client certificate failed; retrying")
+                }
             }
         }
     })

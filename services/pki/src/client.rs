@@ -20,6 +20,8 @@ pub struct Subject {
     pub common_name: String,
     /// Every O: the groups.
     pub organizations: Vec<String>,
+    /// When the certificate stops being valid (seconds since the epoch).
+    pub not_after: i64,
 }
 
 /// Reads the subject of a DER certificate. Any input is safe: garbage is an error.
@@ -55,6 +57,7 @@ fn subject_of(
     Ok(Subject {
         common_name,
         organizations,
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 
@@ -218,6 +221,11 @@ pub fn client_csr(common_name: &str, groups: &[&str]) -> Result<(String, String)
 
 /// When a certificate (PEM) stops being valid, as seconds since the epoch.
 pub fn not_after(cert_pem: &str) -> Result<i64> {
+    Ok(validity(cert_pem)?.1)
+}
+
+/// When a certificate (PEM) starts and stops being valid, as seconds since the epoch.
+pub fn validity(cert_pem: &str) -> Result<(i64, i64)> {
     let der =
         crate::authority::decode_cert_pem(cert_pem).map_err(|reason| PkiError::InvalidPem {
             what: "certificate",
@@ -228,7 +236,10 @@ pub fn not_after(cert_pem: &str) -> Result<i64> {
             what: "certificate",
             reason: e.to_string(),
         })?;
-    Ok(cert.validity().not_after.timestamp())
+    Ok((
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    ))
 }
 
 /// The CN a certificate signing request (PEM) asks for, after checking its signature.

@@ -6,6 +6,7 @@ mod authority;
 mod client;
 mod error;
 mod files;
+mod identity;
 mod sans;
 mod serving;
 mod tls;
@@ -24,9 +25,10 @@ pub use authority::{
 };
 pub use client::{
     ClientVerifier, SA_KEY_FILE, SigningKey, Subject, client_csr, client_csr_subject, issued_by,
-    not_after, pem_to_der, subject,
+    not_after, pem_to_der, subject, validity,
 };
 pub use error::{PkiError, Result};
+pub use identity::RenewableIdentity;
 pub use sans::{DEFAULT_DNS_SANS, SubjectAltName, serving_sans};
 pub use serving::{RENEW_BEFORE, SERVER_CERT_FILE, SERVER_KEY_FILE, SERVER_VALIDITY, renew_window};
 pub use tls::ensure_crypto_provider;
