@@ -554,14 +554,25 @@ fn spawn_serving_renewal(
     pki: Arc<navarch_pki::ClusterPki>,
     validity: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
+    every_tenth_of(validity, move || {
+        if let Err(error) = pki.renew_serving(validity) {
+            tracing::warn!(%error, "renewing the serving certificate failed; retrying");
+        }
+    })
+}
+
+/// Runs `check` every tenth of `validity` (at most hourly): how certificates valid that long
+/// notice their renewal is due.
+fn every_tenth_of(
+    validity: std::time::Duration,
+    check: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     let every = (validity / 10).min(std::time::Duration::from_secs(3600));
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         loop {
             ticker.tick().await;
-            if let Err(error) = pki.renew_serving(validity) {
-                tracing::warn!(%error, "renewing the serving certificate failed; retrying");
-            }
+            check();
         }
     })
 }
@@ -575,27 +586,21 @@ fn spawn_client_renewal(
     groups: Vec<String>,
     validity: std::time::Duration,
 ) -> tokio::task::JoinHandle<()> {
-    let every = (validity / 10).min(std::time::Duration::from_secs(3600));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        loop {
-            ticker.tick().await;
-            let (cert, _) = identity.pem();
-            let left =
-                navarch_pki::not_after(&cert).unwrap_or(0) - jiff::Timestamp::now().as_second();
-            if left > (validity / 3).as_secs() as i64 {
-                continue;
-            }
-            let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-            match pki
-                .issue_client_cert(&user, &groups, validity)
-                .map_err(anyhow::Error::from)
-                .and_then(|(cert, key)| Ok(identity.set(cert, key)?))
-            {
-                Ok(()) => tracing::info!(%user, "renewed client certificate"),
-                Err(error) => {
-                    tracing::warn!(%user, %error, "renewing a client certificate failed; retrying")
-                }
+    every_tenth_of(validity, move || {
+        let (cert, _) = identity.pem();
+        let left = navarch_pki::not_after(&cert).unwrap_or(0) - jiff::Timestamp::now().as_second();
+        if left > (validity / 3).as_secs() as i64 {
+            return;
+        }
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+        match pki
+            .issue_client_cert(&user, &groups, validity)
+            .map_err(anyhow::Error::from)
+            .and_then(|(cert, key)| Ok(identity.set(cert, key)?))
+        {
+            Ok(()) => tracing::info!(%user, "renewed client certificate"),
+            Err(error) => {
+                tracing::warn!(%user, %error, "renewing a client certificate failed; retrying")
             }
         }
     })
