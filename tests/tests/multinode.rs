@@ -103,7 +103,9 @@ fn agents_on_other_hosts_join_with_a_token_and_run_pods() {
         return;
     }
     let tag = format!("{:04x}", std::process::id() & 0xffff);
-    let octet = 230 + std::process::id() % 5;
+    // 10.20-24 (hosts) and 10.25-29 (pods): ranges no other test uses, so no other test's
+    // Service rules match this bridge.
+    let octet = 20 + std::process::id() % 5;
     let hosts = Hosts::create(&tag, octet, 2);
     let server_ip = format!("10.{octet}.0.1");
     let n = Navarch::server_with_args(&[
