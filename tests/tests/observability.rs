@@ -366,34 +366,46 @@ scrape_configs:
         let active = targets["data"]["activeTargets"].as_array()?.clone();
         (active.len() == 2 && active.iter().all(|t| t["health"] == "up")).then_some(())
     });
-    let exported: BTreeSet<String> = eventually("metric names", Duration::from_secs(10), || {
-        let names = prometheus.get("/api/v1/label/__name__/values")?;
-        let names: BTreeSet<String> = names["data"]
-            .as_array()?
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect();
-        names
-            .contains("navarch_agent_pod_startup_duration_seconds_bucket")
-            .then_some(names)
-    });
-
     let (rule_exprs, recorded) = rule_exprs(&rules);
     let mut used: Vec<(String, String)> = dashboard_exprs(&root.join("dashboards"));
     used.extend(rule_exprs);
-    let mut missing = Vec::new();
-    let mut checked = BTreeSet::new();
-    for (whence, expr) in &used {
-        for name in metric_names(expr) {
-            if recorded.contains(&name) {
-                continue;
-            }
-            checked.insert(name.clone());
-            if !exported.contains(&name) {
-                missing.push(format!("{name} (in {whence})"));
+    let exported_names = || -> Option<BTreeSet<String>> {
+        let names = prometheus.get("/api/v1/label/__name__/values")?;
+        Some(
+            names["data"]
+                .as_array()?
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
+        )
+    };
+    let missing_from = |exported: &BTreeSet<String>| {
+        let mut missing = Vec::new();
+        let mut checked = BTreeSet::new();
+        for (whence, expr) in &used {
+            for name in metric_names(expr) {
+                if recorded.contains(&name) {
+                    continue;
+                }
+                checked.insert(name.clone());
+                if !exported.contains(&name) {
+                    missing.push(format!("{name} (in {whence})"));
+                }
             }
         }
-    }
+        (missing, checked)
+    };
+    // Series appear as the scrapes come in (a loaded machine may need a few): wait until
+    // every name is there, or 30 s, then report what is still missing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (missing, checked) = loop {
+        let exported = exported_names().unwrap_or_default();
+        let (missing, checked) = missing_from(&exported);
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            break (missing, checked);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert!(missing.is_empty(), "not exported: {missing:#?}");
     assert!(checked.len() >= 30, "only {} names checked", checked.len());
     println!(

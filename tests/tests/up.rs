@@ -40,13 +40,15 @@ async fn up_serves_and_keeps_data_across_restart_and_crash() {
     eprintln!("navarch up ready in {startup:?}");
     assert!(std::fs::metadata(dir.path().join("pki/ca.key")).is_ok());
     let c = connect(&n).await;
-    let mut watch = tokio::time::timeout(
-        T,
-        c.watch::<ConfigMap>("default", "", &ListParams::default()),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    // Only ours: the cluster adds its own ConfigMap (kube-root-ca.crt) to every namespace.
+    let ours = ListParams {
+        field_selector: "metadata.name=one".into(),
+        ..Default::default()
+    };
+    let mut watch = tokio::time::timeout(T, c.watch::<ConfigMap>("default", "", &ours))
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::timeout(T, c.create("default", &cm("one")))
         .await
         .unwrap()

@@ -146,10 +146,7 @@ pub struct Audit {
     user: Option<(String, Vec<String>)>,
     namespace: String,
     name: String,
-    group: String,
-    version: String,
-    resource: String,
-    subresource: String,
+    resource: pb::Resource,
 }
 
 impl Audit {
@@ -159,16 +156,6 @@ impl Audit {
         name: &str,
         resource: Option<&pb::Resource>,
     ) -> Self {
-        let (group, version, plural, subresource) = resource
-            .map(|r| {
-                (
-                    r.group.clone(),
-                    r.version.clone(),
-                    r.resource.clone(),
-                    r.subresource.clone(),
-                )
-            })
-            .unwrap_or_else(|| (String::new(), "v1".into(), "pods".into(), String::new()));
         Self {
             received: jiff::Timestamp::now(),
             user: user
@@ -177,10 +164,7 @@ impl Audit {
                 .map(|u| (u.name.clone(), u.groups.clone())),
             namespace: namespace.to_string(),
             name: name.to_string(),
-            group,
-            version,
-            resource: plural,
-            subresource,
+            resource: resource.cloned().unwrap_or_default(),
         }
     }
 
@@ -189,32 +173,22 @@ impl Audit {
         self.name = name.to_string();
     }
 
-    /// The subresource the call is on (`exec`, `log`, …).
-    pub fn on_subresource(mut self, subresource: &str) -> Self {
-        self.subresource = subresource.to_string();
-        if subresource == "status" && self.resource == "pods" {
-            self.group = "metrics.k8s.io".into();
-            self.version = "v1beta1".into();
-            self.resource = "nodes".into();
-        }
-        self
-    }
-
     /// Writes the line for a request that ended with `code` after `started`.
     pub fn write(&self, log: &AuditLog, verb: &str, code: u16, started: Instant) {
         if log.level == Level::None {
             return;
         }
         let now = jiff::Timestamp::now();
+        let r = &self.resource;
         let mut object = json!({
-            "resource": self.resource,
-            "apiGroup": self.group,
-            "apiVersion": self.version,
+            "resource": r.resource,
+            "apiGroup": r.group,
+            "apiVersion": r.version,
         });
         for (field, value) in [
             ("namespace", &self.namespace),
             ("name", &self.name),
-            ("subresource", &self.subresource),
+            ("subresource", &r.subresource),
         ] {
             if !value.is_empty() {
                 object[field] = json!(value);

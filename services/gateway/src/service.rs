@@ -219,6 +219,25 @@ impl GatewayService {
     }
 }
 
+/// The gateway's name for a resource (what requests name, what audit lines record).
+fn api_resource(group: &str, version: &str, resource: &str, subresource: &str) -> pb::Resource {
+    pb::Resource {
+        group: group.into(),
+        version: version.into(),
+        resource: resource.into(),
+        subresource: subresource.into(),
+    }
+}
+
+/// The body of a subresource call (Binding, Eviction, TokenRequest), as JSON.
+fn subresource_body(
+    body: Option<&pb::RawObject>,
+    message: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let body = body.ok_or_else(|| ApiError::bad_request("object is required"))?;
+    subresources::decode_body(message, &body.raw, &body.content_type)
+}
+
 /// The plural resource a request names, for metrics and logs.
 fn resource_name(resource: Option<&pb::Resource>) -> String {
     resource.map(|r| r.resource.clone()).unwrap_or_default()
@@ -401,12 +420,12 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
-        let csr_kind = pb::Resource {
-            group: "certificates.k8s.io".into(),
-            version: "v1".into(),
-            resource: "certificatesigningrequests".into(),
-            subresource: String::new(),
-        };
+        let csr_kind = api_resource(
+            "certificates.k8s.io",
+            "v1",
+            "certificatesigningrequests",
+            "",
+        );
         let mut audit = Audit::new(&user, "", "", Some(&csr_kind));
         let result = async {
             let user = user?;
@@ -479,7 +498,12 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let mut r = req.into_inner();
-        let audit = Audit::new(&user, &r.namespace, &r.name, None).on_subresource("exec");
+        let audit = Audit::new(
+            &user,
+            &r.namespace,
+            &r.name,
+            Some(&api_resource("", "v1", "pods", "exec")),
+        );
         let setup = async {
             let user = user?;
             let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
@@ -538,7 +562,12 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let mut r = req.into_inner();
-        let audit = Audit::new(&user, &r.namespace, &r.name, None).on_subresource("log");
+        let audit = Audit::new(
+            &user,
+            &r.namespace,
+            &r.name,
+            Some(&api_resource("", "v1", "pods", "log")),
+        );
         let setup = async {
             let user = user?;
             let kind = kinds::by_resource("", "v1", "pods").expect("pods are a kind");
@@ -585,7 +614,12 @@ impl Gateway for GatewayService {
         let start = Instant::now();
         let user = self.user(&req).await;
         let r = req.into_inner();
-        let audit = Audit::new(&user, "", "", None).on_subresource("status");
+        let audit = Audit::new(
+            &user,
+            "",
+            "",
+            Some(&api_resource("metrics.k8s.io", "v1beta1", "nodes", "")),
+        );
         let result = (|| {
             let user = user?;
             let node = r.node.ok_or_else(|| {
@@ -915,15 +949,8 @@ impl Gateway for GatewayService {
                 }
                 "binding" if kind.kind == "Pod" => {
                     self.authorize(&user, "create", kind, "binding", &r.namespace, &r.name)?;
-                    let body = r
-                        .object
-                        .as_ref()
-                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
-                    let binding = subresources::decode_body(
-                        "navarch.api.core.v1.Binding",
-                        &body.raw,
-                        &body.content_type,
-                    )?;
+                    let binding =
+                        subresource_body(r.object.as_ref(), "navarch.api.core.v1.Binding")?;
                     let status = subresources::bind(
                         &self.registry,
                         kind,
@@ -946,15 +973,8 @@ impl Gateway for GatewayService {
                 }
                 "eviction" if kind.kind == "Pod" => {
                     self.authorize(&user, "create", kind, "eviction", &r.namespace, &r.name)?;
-                    let body = r
-                        .object
-                        .as_ref()
-                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
-                    let eviction = subresources::decode_body(
-                        "navarch.api.policy.v1.Eviction",
-                        &body.raw,
-                        &body.content_type,
-                    )?;
+                    let eviction =
+                        subresource_body(r.object.as_ref(), "navarch.api.policy.v1.Eviction")?;
                     let status = subresources::evict(
                         &self.registry,
                         kind,
@@ -980,14 +1000,9 @@ impl Gateway for GatewayService {
                     let issuer = self.tokens.as_ref().ok_or_else(|| {
                         ApiError::method_not_allowed("this server issues no service-account tokens")
                     })?;
-                    let body = r
-                        .object
-                        .as_ref()
-                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
-                    let request = subresources::decode_body(
+                    let request = subresource_body(
+                        r.object.as_ref(),
                         "navarch.api.authentication.v1.TokenRequest",
-                        &body.raw,
-                        &body.content_type,
                     )?;
                     crate::node_authorizer::check_create(
                         &self.registry,

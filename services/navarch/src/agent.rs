@@ -459,10 +459,7 @@ const RENEW_NODE_CERT_BEFORE: std::time::Duration = std::time::Duration::from_se
 
 /// How this agent authenticates: its stored node certificate (renewed when close to expiry),
 /// else one obtained with `--join-token`, else `--token`.
-async fn node_credentials(
-    args: &AgentArgs,
-    ca: &str,
-) -> anyhow::Result<navarch_gateway::client::Credentials> {
+async fn node_credentials(args: &AgentArgs, ca: &str) -> anyhow::Result<NodeCredentials> {
     use navarch_gateway::client::Credentials;
     let name = node_name(&args.node);
     let dir = args.data_dir.join("pki");
@@ -494,7 +491,12 @@ async fn node_credentials(
         }
         None => match (&args.join_token, &args.token) {
             (Some(join), _) => Credentials::Token(join.clone()),
-            (None, Some(token)) => return Ok(Credentials::Token(token.clone())),
+            (None, Some(token)) => {
+                return Ok(NodeCredentials {
+                    credentials: Credentials::Token(token.clone()),
+                    renewal: None,
+                });
+            }
             (None, None) => anyhow::bail!(
                 "no credentials: pass --join-token (from `navarch token create`) or --token"
             ),
@@ -521,6 +523,19 @@ fn renew_window(cert_pem: &str) -> i64 {
     (RENEW_NODE_CERT_BEFORE.as_secs() as i64).min((to - from) / 3)
 }
 
+/// How the agent authenticates, and, for a node credential, what keeps it renewed.
+struct NodeCredentials {
+    credentials: navarch_gateway::client::Credentials,
+    renewal: Option<NodeRenewal>,
+}
+
+/// A node credential in use and the files it is kept in.
+struct NodeRenewal {
+    identity: std::sync::Arc<navarch_pki::RenewableIdentity>,
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
 /// The node credential as a renewable identity, renewed by [`spawn_renewal`] while the
 /// agent runs.
 fn renewing(
@@ -528,26 +543,31 @@ fn renewing(
     key: String,
     cert_path: PathBuf,
     key_path: PathBuf,
-) -> anyhow::Result<navarch_gateway::client::Credentials> {
+) -> anyhow::Result<NodeCredentials> {
     let identity = navarch_pki::RenewableIdentity::new(cert, key)?;
-    NODE_IDENTITY
-        .set((identity.clone(), cert_path, key_path))
-        .map_err(|_| anyhow::anyhow!("the node credential is loaded once"))?;
-    Ok(identity.into())
+    Ok(NodeCredentials {
+        credentials: identity.clone().into(),
+        renewal: Some(NodeRenewal {
+            identity,
+            cert_path,
+            key_path,
+        }),
+    })
 }
-
-/// The running agent's node credential and where it is kept.
-static NODE_IDENTITY: std::sync::OnceLock<(
-    std::sync::Arc<navarch_pki::RenewableIdentity>,
-    PathBuf,
-    PathBuf,
-)> = std::sync::OnceLock::new();
 
 /// Renews the node credential through `client` (authenticated with it) before it expires:
 /// a new key and CSR, the certificate stored, then swapped in (connections reconnect).
-fn spawn_renewal(client: Client, node: String) -> Option<tokio::task::JoinHandle<()>> {
-    let (identity, cert_path, key_path) = NODE_IDENTITY.get()?.clone();
-    Some(tokio::spawn(async move {
+fn spawn_renewal(
+    client: Client,
+    node: String,
+    renewal: NodeRenewal,
+) -> tokio::task::JoinHandle<()> {
+    let NodeRenewal {
+        identity,
+        cert_path,
+        key_path,
+    } = renewal;
+    tokio::spawn(async move {
         loop {
             let (cert, _) = identity.pem();
             let (from, to) = navarch_pki::validity(&cert).unwrap_or((0, 0));
@@ -574,7 +594,7 @@ fn spawn_renewal(client: Client, node: String) -> Option<tokio::task::JoinHandle
                 }
             }
         }
-    }))
+    })
 }
 
 /// `navarch agent`: runs until SIGINT/SIGTERM; containers keep running after it stops.
@@ -589,9 +609,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.gateway.starts_with("https://") && ca.is_empty() {
         anyhow::bail!("--ca-file is needed to verify {}", args.gateway);
     }
-    let credentials = node_credentials(&args, &ca).await?;
+    let NodeCredentials {
+        credentials,
+        renewal,
+    } = node_credentials(&args, &ca).await?;
     let client = Client::connect(&args.gateway, &ca, credentials).await?;
-    let renewal = spawn_renewal(client.clone(), node_name(&args.node));
+    let renewal =
+        renewal.map(|renewal| spawn_renewal(client.clone(), node_name(&args.node), renewal));
     let network = ClusterNetwork {
         cluster_cidr: args.cluster_cidr.clone(),
         service_cidr: args.service_cidr.clone(),

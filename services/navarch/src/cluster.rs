@@ -469,32 +469,6 @@ pub async fn run(
             },
         ),
     )?;
-    let connection = Connection {
-        grpc: grpc.clone(),
-        api: api.clone(),
-        telemetry: format!("http://{}", telemetry.addr),
-        kubeconfig: KUBECONFIG_FILE,
-        token_file: ADMIN_TOKEN_FILE,
-        ca_file: "pki/ca.crt",
-    };
-    std::fs::write(
-        data_dir.join("connection.json"),
-        serde_json::to_vec_pretty(&connection)?,
-    )?;
-    tracing::info!(
-        mode,
-        grpc = %grpc,
-        api = %api,
-        telemetry = %telemetry.addr,
-        kubeconfig = %data_dir.join(KUBECONFIG_FILE).display(),
-        data_dir = %data_dir.display(),
-        admin_token = %data_dir.join(ADMIN_TOKEN_FILE).display(),
-        ca = %data_dir.join("pki/ca.crt").display(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "navarch is up; connection details in {}",
-        data_dir.join("connection.json").display()
-    );
-
     // `up`: this machine is also a node.
     let agents = match &local_node {
         Some(node) => {
@@ -527,6 +501,33 @@ pub async fn run(
         }
         None => None,
     };
+    // Written once everything runs (with `up`, the local node too, so its readiness check
+    // is part of /readyz from the first answer): clients wait for this file.
+    let connection = Connection {
+        grpc: grpc.clone(),
+        api: api.clone(),
+        telemetry: format!("http://{}", telemetry.addr),
+        kubeconfig: KUBECONFIG_FILE,
+        token_file: ADMIN_TOKEN_FILE,
+        ca_file: "pki/ca.crt",
+    };
+    std::fs::write(
+        data_dir.join("connection.json"),
+        serde_json::to_vec_pretty(&connection)?,
+    )?;
+    tracing::info!(
+        mode,
+        grpc = %grpc,
+        api = %api,
+        telemetry = %telemetry.addr,
+        kubeconfig = %data_dir.join(KUBECONFIG_FILE).display(),
+        data_dir = %data_dir.display(),
+        admin_token = %data_dir.join(ADMIN_TOKEN_FILE).display(),
+        ca = %data_dir.join("pki/ca.crt").display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "navarch is up; connection details in {}",
+        data_dir.join("connection.json").display()
+    );
 
     shutdown_signal().await;
     tracing::info!("shutting down");
