@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # System packages the tests drive for real.
-PACKAGES="runc containernetworking-plugins iptables busybox-static docker-registry iproute2 prometheus"
+PACKAGES="runc containernetworking-plugins iptables conntrack busybox-static docker-registry iproute2 prometheus"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=""
   for p in $PACKAGES; do

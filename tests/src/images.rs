@@ -8,16 +8,23 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// A `docker-registry` serving `127.0.0.1:<port>` from a directory; killed on drop.
+/// A `docker-registry` serving `<ip>:<port>` from a directory; killed on drop.
 pub struct Registry {
     child: Child,
+    pub ip: String,
     pub port: u16,
     pub dir: PathBuf,
 }
 
 impl Registry {
-    /// Starts a registry storing its blobs under `dir/registry`.
+    /// Starts a registry on 127.0.0.1 storing its blobs under `dir/registry`.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_on(dir, "127.0.0.1")
+    }
+
+    /// [`Self::start`] listening on `ip` (an address of this machine), for nodes in other
+    /// network namespaces (they pull with `--insecure-registry <ip>:<port>`).
+    pub fn start_on(dir: &Path, ip: &str) -> anyhow::Result<Self> {
         let port = crate::free_port()?;
         let storage = dir.join("registry");
         std::fs::create_dir_all(&storage)?;
@@ -25,7 +32,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {ip}:{port}\n",
                 storage.display()
             ),
         )?;
@@ -38,11 +45,12 @@ impl Registry {
             .context("starting docker-registry (apt-get install docker-registry)")?;
         let mut registry = Self {
             child,
+            ip: ip.to_string(),
             port,
             dir: dir.to_path_buf(),
         };
         for _ in 0..200 {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if TcpStream::connect((ip, port)).is_ok() {
                 return Ok(registry);
             }
             if let Ok(Some(status)) = registry.child.try_wait() {
@@ -51,12 +59,17 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         registry.stop();
-        bail!("docker-registry did not listen on 127.0.0.1:{port} within 10 s")
+        bail!("docker-registry did not listen on {ip}:{port} within 10 s")
     }
 
-    /// `127.0.0.1:<port>/<name>`.
+    /// `<ip>:<port>`: the registry's host, for `--insecure-registry`.
+    pub fn host(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// `<ip>:<port>/<name>`.
     pub fn image(&self, name: &str) -> String {
-        format!("127.0.0.1:{}/{name}", self.port)
+        format!("{}/{name}", self.host())
     }
 
     fn stop(&mut self) {

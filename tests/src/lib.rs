@@ -1,5 +1,6 @@
 //! Helpers for end-to-end tests: start the real `navarch` binary and find what it wrote.
 
+pub mod hosts;
 pub mod images;
 pub mod kubectl;
 pub mod runc;
@@ -42,6 +43,10 @@ pub struct Navarch {
     pub kubeconfig: PathBuf,
     pub token: String,
     pub ca_file: PathBuf,
+    /// `up` or `server`, its environment and flags: what [`Self::restart`] runs again.
+    command: String,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -106,24 +111,8 @@ impl Navarch {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> anyhow::Result<Self> {
-        let connection = data_dir.join("connection.json");
-        let _ = std::fs::remove_file(&connection);
-        let log = std::fs::File::create(data_dir.with_extension("log")).context("log file")?;
-        let child = Command::new(navarch_bin())
-            .args([command, "--data-dir"])
-            .arg(data_dir)
-            .args(["--grpc-listen", "127.0.0.1:0"])
-            .args(["--api-listen", "127.0.0.1:0"])
-            .args(["--telemetry-listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", navarch_bin().display()))?;
         let mut n = Self {
-            child: Some(child),
+            child: None,
             data_dir: data_dir.to_path_buf(),
             grpc: String::new(),
             api: String::new(),
@@ -131,31 +120,104 @@ impl Navarch {
             kubeconfig: PathBuf::new(),
             token: String::new(),
             ca_file: PathBuf::new(),
+            command: command.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             _tmp: None,
         };
+        n.spawn(None)?;
+        Ok(n)
+    }
+
+    /// Starts the process and waits until it has written its connection details. gRPC, API
+    /// and telemetry listen on loopback ports of its choosing unless the flags say otherwise,
+    /// or on `pinned` (which win over the flags).
+    fn spawn(&mut self, pinned: Option<[String; 3]>) -> anyhow::Result<()> {
+        let connection = self.data_dir.join("connection.json");
+        let _ = std::fs::remove_file(&connection);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .context("log file")?;
+        let flags = ["--grpc-listen", "--api-listen", "--telemetry-listen"];
+        let listen = |addrs: &[String; 3]| {
+            flags
+                .iter()
+                .zip(addrs)
+                .flat_map(|(f, a)| [f.to_string(), a.clone()])
+                .collect::<Vec<_>>()
+        };
+        let (before, after) = match &pinned {
+            None => (listen(&["127.0.0.1:0"; 3].map(String::from)), vec![]),
+            Some(addrs) => (vec![], listen(addrs)),
+        };
+        let child = Command::new(navarch_bin())
+            .args([self.command.as_str(), "--data-dir"])
+            .arg(&self.data_dir)
+            .args(before)
+            .args(&self.args)
+            .args(after)
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", navarch_bin().display()))?;
+        self.child = Some(child);
+        let command = self.command.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(text) = std::fs::read_to_string(&connection)
                 && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
             {
-                n.grpc = json["grpc"].as_str().unwrap_or_default().to_string();
-                n.api = json["api"].as_str().unwrap_or_default().to_string();
-                n.telemetry = json["telemetry"].as_str().unwrap_or_default().to_string();
-                n.kubeconfig = data_dir.join(json["kubeconfig"].as_str().unwrap_or("kubeconfig"));
-                n.token = std::fs::read_to_string(
+                let data_dir = &self.data_dir;
+                self.grpc = json["grpc"].as_str().unwrap_or_default().to_string();
+                self.api = json["api"].as_str().unwrap_or_default().to_string();
+                self.telemetry = json["telemetry"].as_str().unwrap_or_default().to_string();
+                self.kubeconfig =
+                    data_dir.join(json["kubeconfig"].as_str().unwrap_or("kubeconfig"));
+                self.token = std::fs::read_to_string(
                     data_dir.join(json["token_file"].as_str().unwrap_or("admin.token")),
                 )?
                 .trim()
                 .to_string();
-                n.ca_file = data_dir.join(json["ca_file"].as_str().unwrap_or("pki/ca.crt"));
-                return Ok(n);
+                self.ca_file = data_dir.join(json["ca_file"].as_str().unwrap_or("pki/ca.crt"));
+                return Ok(());
             }
-            if let Some(status) = n.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                bail!("navarch {command} exited early with {status}: {}", n.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                bail!(
+                    "navarch {command} exited early with {status}: {}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("navarch {command} did not start within 30 s: {}", n.log())
+        bail!(
+            "navarch {command} did not start within 30 s: {}",
+            self.log()
+        )
+    }
+
+    /// Starts the stopped (or killed) process again on the same data directory, flags and
+    /// addresses, as an operator restarting the service would: clients keep their URLs.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "navarch is still running");
+        let authority = |url: &str| url.split_once("://").map_or(url, |(_, a)| a).to_string();
+        let pinned = [
+            authority(&self.grpc),
+            authority(&self.api),
+            authority(&self.telemetry),
+        ];
+        self.spawn(Some(pinned))
     }
 
     /// What the process logged so far.

@@ -104,6 +104,35 @@ impl Drop for RuncLeftovers {
     }
 }
 
+/// Kills (SIGKILL) every process in the cgroups under `parent`, in every hierarchy: the
+/// containers of an agent that died with its machine.
+pub fn kill_cgroup(parent: &str) {
+    fn kill_in(dir: &Path) {
+        if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in procs
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        if let Ok(children) = std::fs::read_dir(dir) {
+            for c in children.flatten() {
+                if c.path().is_dir() {
+                    kill_in(&c.path());
+                }
+            }
+        }
+    }
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        for h in hierarchies.flatten() {
+            kill_in(&h.path().join(parent));
+        }
+    }
+}
+
 fn remove_tree(dir: &Path) {
     if let Ok(children) = std::fs::read_dir(dir) {
         for c in children.flatten() {

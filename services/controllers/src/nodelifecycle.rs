@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use navarch_api::coordination::v1::Lease;
-use navarch_api::core::v1::{Node, NodeCondition, Pod, Taint};
+use navarch_api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use navarch_api::{ApiError, Reason};
 use navarch_gateway::client::DeleteParams;
 use navarch_runtime::{
@@ -216,6 +216,9 @@ async fn reconcile(key: ObjectKey, ctx: Arc<Ctx>) -> Result<Action, ApiError> {
     }
     let ready = condition(&node, "Ready").and_then(|c| c.status.clone());
     let node = sync_taints(&ctx, node, ready.as_deref(), now).await?;
+    if ready.as_deref() != Some("True") {
+        mark_pods_not_ready(&ctx, &name, now).await?;
+    }
     let next_eviction = evict(&ctx, &node, now).await?;
 
     let until_stale = (grace - silent_for).max(0.0) + 0.05;
@@ -321,6 +324,52 @@ async fn sync_taints(
     ctx.shared.client.update("", &name, &node).await
 }
 
+/// Sets the Ready condition of the node's pods to False (Kubernetes' `MarkPodsNotReady`):
+/// their agent cannot be trusted to serve them, so Service endpoints drop them well before
+/// the pods are evicted.
+async fn mark_pods_not_ready(ctx: &Ctx, node: &str, now: Timestamp) -> Result<(), ApiError> {
+    for pod in ctx.pods.cache().on_node(node) {
+        if pods::is_terminal(&pod) {
+            continue;
+        }
+        let ready = |c: &&PodCondition| c.r#type.as_deref() == Some("Ready");
+        let status = pod.status.as_ref();
+        if !status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| ready(&c) && c.status.as_deref() == Some("True"))
+        }) {
+            continue;
+        }
+        let mut updated = (*pod).clone();
+        for c in &mut updated
+            .status
+            .get_or_insert_with(Default::default)
+            .conditions
+        {
+            if ready(&&*c) {
+                c.status = Some("False".into());
+                c.last_transition_time = Some(fmt_time(now));
+            }
+        }
+        let key = ObjectKey::of(pod.as_ref());
+        match ctx
+            .shared
+            .client
+            .update_status(&key.namespace, &key.name, &updated)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pod = %key, node, "marked a pod not ready: its node is not ready")
+            }
+            // Changed or gone meanwhile: the next check sees the new version.
+            Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Evicts pods whose tolerations for the node's NoExecute taints ran out; returns when the
 /// next one will.
 async fn evict(ctx: &Ctx, node: &Node, now: Timestamp) -> Result<Option<Duration>, ApiError> {
@@ -337,7 +386,7 @@ async fn evict(ctx: &Ctx, node: &Node, now: Timestamp) -> Result<Option<Duration
     if taints.is_empty() {
         return Ok(None);
     }
-    let default = ctx.shared.settings.default_toleration_seconds;
+    let settings = &ctx.shared.settings;
     let mut next: Option<f64> = None;
     for pod in ctx.pods.cache().on_node(util::name(node.meta())) {
         if pods::is_terminal(&pod) || pod.meta().deletion_timestamp.is_some() {
@@ -354,7 +403,10 @@ async fn evict(ctx: &Ctx, node: &Node, now: Timestamp) -> Result<Option<Duration
             let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
             let seconds = if matching.is_empty() {
                 match taint.key.as_deref() {
-                    Some(TAINT_NOT_READY | TAINT_UNREACHABLE) => Some(default),
+                    Some(TAINT_NOT_READY) => Some(settings.default_not_ready_toleration_seconds),
+                    Some(TAINT_UNREACHABLE) => {
+                        Some(settings.default_unreachable_toleration_seconds)
+                    }
                     _ => Some(0),
                 }
             } else if matching.iter().any(|t| t.toleration_seconds.is_none()) {

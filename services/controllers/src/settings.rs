@@ -17,9 +17,12 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// How often node health is checked (`--node-monitor-period`).
     pub node_monitor_period: Duration,
-    /// How long pods tolerate `not-ready`/`unreachable` NoExecute taints when they do not say
-    /// (the `DefaultTolerationSeconds` admission plugin's 300 s).
-    pub default_toleration_seconds: i64,
+    /// How long pods tolerate the `not-ready` NoExecute taint when they do not say (the
+    /// `DefaultTolerationSeconds` admission plugin's 300 s,
+    /// `--default-not-ready-toleration-seconds`).
+    pub default_not_ready_toleration_seconds: i64,
+    /// The same for the `unreachable` taint (`--default-unreachable-toleration-seconds`).
+    pub default_unreachable_toleration_seconds: i64,
     /// First delay before a Job recreates a pod after a failure; doubles per failure.
     pub job_backoff: Duration,
     /// Longest delay before a Job recreates a failed pod.
@@ -56,7 +59,8 @@ impl Default for Settings {
             restart_backoff_max: Duration::from_secs(30),
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
-            default_toleration_seconds: 300,
+            default_not_ready_toleration_seconds: 300,
+            default_unreachable_toleration_seconds: 300,
             job_backoff: Duration::from_secs(10),
             job_backoff_max: Duration::from_secs(360),
             cluster_cidr: "10.244.0.0/16".into(),

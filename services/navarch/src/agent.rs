@@ -69,6 +69,14 @@ pub struct NodeArgs {
     /// autoscaling); `0s` turns the reports off.
     #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
     pub metrics_interval: std::time::Duration,
+    /// How long the node's Lease is valid; it is renewed every quarter of that (the
+    /// kubelet's `--node-lease-duration-seconds`). Keep it within the server's
+    /// `--node-monitor-grace-period`.
+    #[arg(long, default_value_t = 40)]
+    pub node_lease_duration_seconds: u64,
+    /// How often the node's status is checked (and written when it changed).
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration)]
+    pub node_status_update_frequency: std::time::Duration,
     /// Also run this many simulated (hollow) nodes in this process.
     #[arg(long, default_value_t = 0)]
     pub hollow_nodes: usize,
@@ -194,7 +202,7 @@ fn choose_runtime(
             Ok(()) => Ok(Arc::new(RuncRuntime::new(cfg)?)),
             Err(why) => {
                 tracing::warn!(
-                    "runc runtime unavailable ({why}); running pods as host processes. For real containers: apt-get install runc containernetworking-plugins (as root)"
+                    "runc runtime unavailable ({why}); running pods as host processes. For real containers: apt-get install runc containernetworking-plugins iptables conntrack (as root)"
                 );
                 process()
             }
@@ -349,6 +357,10 @@ pub async fn start(
     let name = node_name(args);
     let mut config = AgentConfig::new(&name, &data_dir);
     config.node_ip = args.node_ip;
+    let lease = std::time::Duration::from_secs(args.node_lease_duration_seconds.max(1));
+    config.timing.lease_duration = lease;
+    config.timing.lease_renew = lease / 4;
+    config.timing.status_update = args.node_status_update_frequency;
     config.node.labels = pairs(&args.node_labels, "node label")?
         .into_iter()
         .collect();

@@ -98,6 +98,21 @@ pub struct ServerArgs {
     /// After a pod starts, how long its CPU counts only once it is ready.
     #[arg(long, default_value = "5m", value_parser = crate::parse_duration)]
     pub horizontal_pod_autoscaler_cpu_initialization_period: std::time::Duration,
+    /// How long a node may go without a heartbeat (Lease renewal or status) before it is
+    /// marked `Ready=Unknown`, tainted unreachable and its pods not ready.
+    #[arg(long, default_value = "40s", value_parser = crate::parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = crate::parse_duration)]
+    pub node_monitor_period: std::time::Duration,
+    /// How long pods without a toleration of their own stay on a `not-ready` node before
+    /// they are evicted.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// How long pods without a toleration of their own stay on an `unreachable` node (its
+    /// agent stopped reporting) before they are evicted.
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// This machine's primary address: the source address of the default route (a UDP
@@ -409,6 +424,12 @@ pub async fn run(
     manager.settings.hpa_tolerance = args.horizontal_pod_autoscaler_tolerance;
     manager.settings.hpa_cpu_initialization_period =
         args.horizontal_pod_autoscaler_cpu_initialization_period;
+    manager.settings.node_monitor_grace_period = args.node_monitor_grace_period;
+    manager.settings.node_monitor_period = args.node_monitor_period;
+    manager.settings.default_not_ready_toleration_seconds =
+        args.default_not_ready_toleration_seconds;
+    manager.settings.default_unreachable_toleration_seconds =
+        args.default_unreachable_toleration_seconds;
     let controllers = navarch_controllers::ControllerManager::start(manager);
     add_probe(
         &health,

@@ -72,6 +72,43 @@ impl Iptables {
         run(&self.exec_prefix, program, args, stdin).await
     }
 
+    /// Deletes the connection-tracking entries that would keep sending packets to endpoints
+    /// that are gone (kube-proxy's conntrack cleanup): UDP flows to them, and TCP flows still
+    /// in `SYN_SENT` (a SYN to a dead pod, whose retransmissions, or a later connection from
+    /// the same port, would follow the old NAT mapping for two minutes). Established TCP
+    /// connections stay: a terminating pod drains them. Needs the `conntrack` tool; without
+    /// it, says so once and does nothing.
+    pub async fn clear_flows_to(&self, endpoints: &[std::net::Ipv4Addr]) {
+        for ip in endpoints {
+            let ip = ip.to_string();
+            for args in [
+                vec!["-D", "-p", "tcp", "--state", "SYN_SENT", "--reply-src", &ip],
+                vec!["-D", "-p", "udp", "--reply-src", &ip],
+            ] {
+                match self.run("conntrack", &args, None).await {
+                    Ok(_) => {}
+                    // Nothing matched: conntrack says so and exits 1.
+                    Err(IptablesError::Failed { stderr, .. })
+                        if stderr.contains("0 flow entries") => {}
+                    Err(IptablesError::Spawn { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        static WARNED: std::sync::Once = std::sync::Once::new();
+                        WARNED.call_once(|| {
+                            tracing::warn!(
+                                "conntrack is not installed: stale flows to removed endpoints are not cleared (apt-get install conntrack)"
+                            )
+                        });
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, endpoint = %ip, "clearing conntrack entries")
+                    }
+                }
+            }
+        }
+    }
+
     /// Our chains present in the kernel now (from `iptables-save`).
     pub async fn existing_chains(&self) -> Result<BTreeSet<(Table, String)>, IptablesError> {
         let mut out = BTreeSet::new();

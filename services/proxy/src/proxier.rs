@@ -2,6 +2,8 @@
 //! (batched for [`ProxyConfig::min_sync_period`], so endpoint changes reach the kernel well
 //! within a second), plus a periodic resync that puts back anything someone else removed.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +101,8 @@ async fn run(
             return;
         }
     }
+    // Endpoint addresses the last applied rules sent traffic to.
+    let mut endpoints: BTreeSet<Ipv4Addr> = BTreeSet::new();
     loop {
         let started = Instant::now();
         let svcs = services.cache().list();
@@ -121,6 +125,16 @@ async fn run(
                     );
                 }
                 synced.notify_waiters();
+                let now: BTreeSet<Ipv4Addr> = ports
+                    .iter()
+                    .flat_map(|p| p.endpoints.iter().map(|(ip, _)| *ip))
+                    .collect();
+                let gone: Vec<Ipv4Addr> = endpoints.difference(&now).copied().collect();
+                if !gone.is_empty() {
+                    iptables.clear_flows_to(&gone).await;
+                    tracing::debug!(endpoints = ?gone, "cleared flows to removed endpoints");
+                }
+                endpoints = now;
                 None
             }
             Err(e) => {

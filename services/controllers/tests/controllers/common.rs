@@ -70,7 +70,8 @@ impl Cluster {
             restart_backoff: Duration::from_millis(50),
             node_monitor_grace_period: Duration::from_secs(2),
             node_monitor_period: Duration::from_millis(300),
-            default_toleration_seconds: 1,
+            default_not_ready_toleration_seconds: 1,
+            default_unreachable_toleration_seconds: 1,
             job_backoff: Duration::from_millis(10),
             job_backoff_max: Duration::from_millis(100),
             ..Settings::default()

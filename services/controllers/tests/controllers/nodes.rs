@@ -280,6 +280,22 @@ async fn a_silent_node_goes_unknown_gets_tainted_and_its_pods_are_evicted() {
         patient.meta().deletion_timestamp.is_none(),
         "a pod tolerating the taint for an hour stays"
     );
+    // But not as Ready: no Service may send it traffic while its node is silent.
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.r#type.as_deref() == Some("Ready"))
+            })
+            .and_then(|c| c.status.clone())
+    };
+    eventually("the staying pod marked not ready", || async {
+        let p: Pod = c.get("default", "patient").await.unwrap();
+        ready(&p).as_deref() == Some("False")
+    })
+    .await;
     let alive: Node = t(c.get("", "alive")).await.unwrap();
     assert!(alive.spec.clone().unwrap_or_default().taints.is_empty());
     assert_eq!(
