@@ -101,6 +101,8 @@ pub struct PodWorker {
     probes: HashMap<String, Probes>,
     /// When the ConfigMap/Secret/downward API volumes were last brought up to date.
     volumes_refreshed: Option<std::time::Instant>,
+    /// Whether the last refresh failed (said once at warn level, until it works again).
+    volume_refresh_failing: bool,
     last_published: Option<PodStatus>,
     /// Set when the pod's API object was deleted by us or seen gone.
     gone: bool,
@@ -139,6 +141,7 @@ impl PodWorker {
             wake: Arc::new(Notify::new()),
             probes: HashMap::new(),
             volumes_refreshed: None,
+            volume_refresh_failing: false,
             last_published: None,
             gone: false,
             startup_recorded: false,
@@ -987,11 +990,22 @@ impl PodWorker {
             .as_ref()
             .map(|s| s.volumes.clone())
             .unwrap_or_default();
+        let mut failed = false;
         for v in volumes.iter().filter(|v| volumes::is_projected(v)) {
             if let Err(message) = self.write_volume(pod, v).await {
-                tracing::warn!(pod = %self.pod_key(), %message, "volume refresh failed; keeping the old contents");
+                // Typically the control plane is unreachable: once per outage, not per period.
+                if self.volume_refresh_failing {
+                    tracing::debug!(pod = %self.pod_key(), %message, "volume refresh failed; keeping the old contents");
+                } else {
+                    tracing::warn!(pod = %self.pod_key(), %message, "volume refresh failed; keeping the old contents (repeats are logged at debug level)");
+                }
+                failed = true;
             }
         }
+        if self.volume_refresh_failing && !failed {
+            tracing::info!(pod = %self.pod_key(), "volume refresh works again");
+        }
+        self.volume_refresh_failing = failed;
     }
 
     async fn pull_auth(&self, pod: &Pod) -> Option<PullAuth> {
