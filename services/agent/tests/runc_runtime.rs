@@ -177,6 +177,46 @@ async fn exec_in_runc_container(runtime: &RuncRuntime, id: &str) {
     assert!(all.starts_with("/dev/pts/"), "{all:?}");
     assert!(all.contains("got abc\r\n40 120"), "{all:?}");
     assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 2);
+
+    // The client went away: the command stops (runc forwards the signals into the container).
+    let mut s = runtime
+        .exec(
+            id,
+            &ExecSpec {
+                command: sh("echo $$; exec sleep 1000"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut stdout = s.stdout.take().unwrap();
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') {
+        let n = tokio::time::timeout(T, stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        line.extend_from_slice(&buf[..n]);
+    }
+    let pid = String::from_utf8_lossy(&line).trim().to_string();
+    drop(s);
+    let check = format!("kill -0 {pid} 2>/dev/null && echo running || echo stopped");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let out = runtime
+            .exec_sync(id, &sh(&check), Duration::from_secs(10))
+            .await
+            .unwrap();
+        if out.stdout == b"stopped\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec'd sleep still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn links_on(bridge: &str) -> String {

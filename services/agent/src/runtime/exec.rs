@@ -7,8 +7,10 @@ use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
+use rustix::process::{Pid, Signal};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Result, RuntimeError, pty};
@@ -45,8 +47,8 @@ pub struct ExecSession {
     pub stderr: Option<Reader>,
     /// Sets the terminal's size (with a terminal).
     pub resize: Option<Resizer>,
-    /// Resolves to the exit code (128 + the signal that killed it). Dropping it kills the
-    /// command.
+    /// Resolves to the exit code (128 + the signal that killed it). Dropping it stops the
+    /// command (SIGHUP, SIGTERM, and SIGKILL after a grace period).
     pub exit: BoxFuture<'static, Result<i32>>,
 }
 
@@ -75,6 +77,63 @@ pub enum TerminalUse {
     Relayed,
 }
 
+/// How long a command whose client went away has to stop before it is killed.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+
+/// Owns an exec's process until it exited. Dropped before that (the client went away), it
+/// asks the process to stop, SIGHUP then SIGTERM (to its process group when it leads one;
+/// runc forwards them into the container), and kills it after [`CANCEL_GRACE`].
+struct RunningChild(Option<tokio::process::Child>);
+
+impl RunningChild {
+    async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        let Some(child) = self.0.as_mut() else {
+            return Err(io::Error::other("the command was already waited for"));
+        };
+        let status = child.wait().await;
+        self.0 = None;
+        status
+    }
+}
+
+impl Drop for RunningChild {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        let Some(pid) = child.id().and_then(|p| Pid::from_raw(p as i32)) else {
+            return;
+        };
+        let group = rustix::process::getpgid(Some(pid)).ok() == Some(pid);
+        let signal = move |s| {
+            let _ = if group {
+                rustix::process::kill_process_group(pid, s)
+            } else {
+                rustix::process::kill_process(pid, s)
+            };
+        };
+        signal(Signal::HUP);
+        signal(Signal::TERM);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if tokio::time::timeout(CANCEL_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        signal(Signal::KILL);
+                        let _ = child.kill().await;
+                    }
+                });
+            }
+            Err(_) => {
+                signal(Signal::KILL);
+                let _ = child.start_kill();
+            }
+        }
+    }
+}
+
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
@@ -88,7 +147,6 @@ pub fn spawn(
     spec: &ExecSpec,
     terminal: TerminalUse,
 ) -> Result<ExecSession> {
-    cmd.kill_on_drop(true);
     let failed = |e: io::Error| RuntimeError::Other(format!("starting the command: {e}"));
     if !spec.tty {
         cmd.stdin(if spec.stdin {
@@ -102,6 +160,7 @@ pub fn spawn(
         let stdin = child.stdin.take().map(|w| Box::pin(w) as Writer);
         let stdout = child.stdout.take().map(|r| Box::pin(r) as Reader);
         let stderr = child.stderr.take().map(|r| Box::pin(r) as Reader);
+        let mut child = RunningChild(Some(child));
         return Ok(ExecSession {
             stdin,
             stdout,
@@ -118,13 +177,12 @@ pub fn spawn(
     cmd.stdin(Stdio::from(clone(&slave)?))
         .stdout(Stdio::from(clone(&slave)?))
         .stderr(Stdio::from(slave));
-    let mut child = cmd.spawn().map_err(failed)?;
+    let child = cmd.spawn().map_err(failed)?;
     // The command holds the only slave descriptors now, so the master reads the end of
     // the output once it (and whatever it started) is gone.
     drop(cmd);
-    let pid = child
-        .id()
-        .and_then(|p| rustix::process::Pid::from_raw(p as i32));
+    let pid = child.id().and_then(|p| Pid::from_raw(p as i32));
+    let mut child = RunningChild(Some(child));
     let exited = Arc::new(AtomicBool::new(false));
     let resize: Resizer = {
         let master = master.clone();
@@ -136,7 +194,7 @@ pub fn spawn(
                 && !exited.load(Ordering::Acquire)
                 && let Some(pid) = pid
             {
-                rustix::process::kill_process(pid, rustix::process::Signal::WINCH)?;
+                rustix::process::kill_process(pid, Signal::WINCH)?;
             }
             Ok(())
         })

@@ -536,12 +536,15 @@ impl ContainerRuntime for ProcessRuntime {
             .unwrap_or_else(|| self.root.join("sandboxes").join(&c.sandbox_id));
         // With a terminal, `setsid --ctty` makes the pty (its stdin) the command's
         // controlling terminal in a session of its own, so ^C and resizes reach it.
+        // Without one, its own process group, so that stopping it stops what it started.
         let mut cmd = if spec.tty {
             let mut cmd = tokio::process::Command::new("setsid");
             cmd.args(["--ctty", "--", prog]);
             cmd
         } else {
-            tokio::process::Command::new(prog)
+            let mut cmd = tokio::process::Command::new(prog);
+            cmd.process_group(0);
+            cmd
         };
         cmd.args(args)
             .env_clear()
@@ -852,6 +855,47 @@ mod tests {
         assert!(all.starts_with("/dev/pts/"), "{all:?}");
         assert!(all.contains("got abc\r\n40 120\r\nto-stderr"), "{all:?}");
         assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 0);
+        rt.remove_pod_sandbox(&sb).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_exec_whose_client_went_away_stops_with_what_it_started() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, sb, id) = running(dir.path(), "u6").await;
+        for tty in [false, true] {
+            let spec = ExecSpec {
+                command: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "sleep 1000 & echo $!; wait".into(),
+                ],
+                tty,
+                ..Default::default()
+            };
+            let mut s = rt.exec(&id, &spec).await.unwrap();
+            let mut stdout = s.stdout.take().unwrap();
+            let mut line = Vec::new();
+            let mut b = [0u8; 64];
+            while !line.contains(&b'\n') {
+                let n = tokio::time::timeout(T, stdout.read(&mut b))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0);
+                line.extend_from_slice(&b[..n]);
+            }
+            let pid: u32 = String::from_utf8_lossy(&line).trim().parse().unwrap();
+            assert!(Path::new(&format!("/proc/{pid}")).exists());
+            drop(s);
+            tokio::time::timeout(T, async {
+                while proc_stat(pid).is_some_and(|(state, ..)| state != 'Z') {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("the background sleep (tty {tty}) was stopped"));
+        }
         rt.remove_pod_sandbox(&sb).await.unwrap();
     }
 }
