@@ -104,7 +104,7 @@ pub async fn push_busybox_with(reference: &str, extra: &[ImageFile]) -> anyhow::
     layer.file(&ImageFile::executable("bin/busybox", busybox))?;
     for tool in [
         "sh", "httpd", "echo", "sleep", "cat", "ls", "dd", "head", "true", "false", "nc", "wget",
-        "hostname", "nslookup", "touch", "rm", "[", "test",
+        "hostname", "nslookup", "touch", "rm", "[", "test", "tty", "stty",
     ] {
         layer.symlink(&format!("bin/{tool}"), "busybox")?;
     }

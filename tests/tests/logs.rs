@@ -176,7 +176,7 @@ fn kubectl_logs_reads_containers_through_the_node_tunnel() {
         err.contains("container nope is not valid for pod two"),
         "{err}"
     );
-    // kubectl 1.29 speaks WebSocket when asked; older ones get a clear error.
+    // kubectl 1.29 speaks WebSocket when asked; older ones (and 1.29 by default) SPDY.
     let v129 = Kubectl::new(
         "/usr/lib/google-cloud-sdk/bin/kubectl.1.29",
         &navarch.kubeconfig,
@@ -188,6 +188,15 @@ fn kubectl_logs_reads_containers_through_the_node_tunnel() {
         &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "true")],
     );
     assert!(r.ok && r.stdout == "ws\n", "{r:?}");
-    let err = old.fails(&["exec", "counter", "--", "true"]);
-    assert!(err.contains("WebSocket"), "{err}");
+    assert_eq!(
+        v129.ok(&["exec", "counter", "--", "echo", "spdy"]),
+        "spdy\n"
+    );
+    assert_eq!(old.ok(&["exec", "counter", "--", "echo", "spdy"]), "spdy\n");
+    let code = old
+        .command(&["exec", "counter", "--", "sh", "-c", "exit 7"])
+        .status()
+        .unwrap()
+        .code();
+    assert_eq!(code, Some(7), "the exit code over SPDY");
 }

@@ -15,10 +15,12 @@ use std::time::Duration;
 use navarch_api::gateway::v1 as pb;
 use navarch_api::{ApiError, Reason};
 use navarch_gateway::Client;
+use navarch_gateway::tunnel::INPUT_WINDOW;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::runtime::{ContainerRunState, ContainerRuntime};
+use crate::runtime::{ContainerRunState, ContainerRuntime, ExecSession, ExecSpec, TerminalSize};
 use crate::worker::record::RecordStore;
 
 const CHUNK: usize = 32 * 1024;
@@ -117,6 +119,19 @@ fn tail_offset(file: &mut std::fs::File, lines: u64) -> std::io::Result<u64> {
 
 /// The longest an exec may run.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long an exec with a terminal waits for the client's terminal size before it starts.
+const INITIAL_SIZE_WAIT: Duration = Duration::from_secs(2);
+/// After the command exited, its output is read until it ends or is quiet this long (a
+/// process it left in the background may hold the output open).
+const EXEC_DRAIN_IDLE: Duration = Duration::from_millis(500);
+
+/// A terminal size from the wire; sizes that do not fit a terminal are ignored.
+fn terminal_size(s: &pb::TerminalSize) -> Option<TerminalSize> {
+    Some(TerminalSize {
+        width: u16::try_from(s.width).ok()?,
+        height: u16::try_from(s.height).ok()?,
+    })
+}
 
 impl LogSource {
     /// The runtime's id of the container a request names, if it has one.
@@ -130,16 +145,8 @@ impl LogSource {
             .and_then(|c| c.id.clone())
     }
 
-    /// Runs an exec to completion: (stdout, stderr, exit code).
-    pub async fn exec(
-        &self,
-        req: &pb::PodExecRequest,
-    ) -> Result<(Vec<u8>, Vec<u8>, i32), ApiError> {
-        if req.tty {
-            return Err(ApiError::bad_request(
-                "exec with a TTY is not supported by this node yet; run without -t",
-            ));
-        }
+    /// Starts the command an exec asks for in its (running) container.
+    pub async fn start_exec(&self, req: &pb::PodExecRequest) -> Result<ExecSession, ApiError> {
         let not_running = || {
             ApiError::bad_request(format!(
                 "unable to upgrade connection: container not found (\"{}\")",
@@ -156,12 +163,16 @@ impl LogSource {
         if !running {
             return Err(not_running());
         }
-        let out = self
-            .runtime
-            .exec_sync(&id, &req.command, EXEC_TIMEOUT)
+        let spec = ExecSpec {
+            command: req.command.clone(),
+            stdin: req.stdin,
+            tty: req.tty,
+            size: req.size.as_ref().and_then(terminal_size),
+        };
+        self.runtime
+            .exec(&id, &spec)
             .await
-            .map_err(|e| ApiError::internal(format!("exec in container {}: {e}", req.container)))?;
-        Ok((out.stdout, out.stderr, out.exit_code))
+            .map_err(|e| ApiError::internal(format!("exec in container {}: {e}", req.container)))
     }
 
     /// Whether the container this log belongs to still runs (a followed log ends when it
@@ -288,6 +299,9 @@ async fn run_tunnel(client: &Client, node: &str, source: &LogSource) -> Result<(
         .await?;
     tracing::info!(node, "agent tunnel open");
     let mut serving: HashMap<u64, JoinHandle<()>> = HashMap::new();
+    // Where the input of each running exec goes; the gateway sends at most
+    // INPUT_WINDOW unacknowledged, so this never fills.
+    let mut inputs: HashMap<u64, mpsc::Sender<pb::ExecInput>> = HashMap::new();
     let result = loop {
         let msg = match down.message().await {
             Ok(Some(m)) => m,
@@ -300,6 +314,7 @@ async fn run_tunnel(client: &Client, node: &str, source: &LogSource) -> Result<(
             }
         };
         serving.retain(|_, t| !t.is_finished());
+        inputs.retain(|id, _| serving.contains_key(id));
         let id = msg.request_id;
         match msg.msg {
             Some(pb::tunnel_down::Msg::Logs(req)) => {
@@ -310,9 +325,19 @@ async fn run_tunnel(client: &Client, node: &str, source: &LogSource) -> Result<(
             Some(pb::tunnel_down::Msg::Exec(req)) => {
                 let up = up_tx.clone();
                 let source = source.clone();
-                serving.insert(id, tokio::spawn(exec_one(source, id, req, up)));
+                let (tx, rx) = mpsc::channel(INPUT_WINDOW);
+                inputs.insert(id, tx);
+                serving.insert(id, tokio::spawn(exec_one(source, id, req, rx, up)));
+            }
+            Some(pb::tunnel_down::Msg::Input(input)) => {
+                if let Some(tx) = inputs.get(&id)
+                    && tx.try_send(input).is_err()
+                {
+                    tracing::warn!(request = id, "exec input beyond its window dropped");
+                }
             }
             Some(pb::tunnel_down::Msg::Cancel(_)) => {
+                inputs.remove(&id);
                 if let Some(t) = serving.remove(&id) {
                     t.abort();
                 }
@@ -372,41 +397,298 @@ async fn serve_one(
 async fn exec_one(
     source: LogSource,
     id: u64,
-    req: pb::PodExecRequest,
+    mut req: pb::PodExecRequest,
+    mut input: mpsc::Receiver<pb::ExecInput>,
     up: mpsc::Sender<pb::TunnelUp>,
 ) {
-    let msg = |m| pb::TunnelUp {
-        request_id: id,
-        msg: Some(m),
-    };
-    let end = match source.exec(&req).await {
-        Ok((stdout, stderr, code)) => {
-            for chunk in stdout.chunks(CHUNK) {
-                let _ = up.send(msg(pb::tunnel_up::Msg::Data(chunk.to_vec()))).await;
-            }
-            for chunk in stderr.chunks(CHUNK) {
-                let _ = up
-                    .send(msg(pb::tunnel_up::Msg::Stderr(chunk.to_vec())))
-                    .await;
-            }
-            pb::TunnelEnd {
-                exit_code: Some(code),
-                ..Default::default()
+    // Clients send the terminal's size right after they connect: a command started before
+    // it would find a terminal of 0x0, so it waits a moment for it. Input that came first
+    // is fed once the command runs.
+    let mut early = Vec::new();
+    if req.tty && req.size.is_none() {
+        let deadline = tokio::time::sleep(INITIAL_SIZE_WAIT);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                m = input.recv() => match m {
+                    Some(pb::ExecInput { msg: Some(pb::exec_input::Msg::Resize(size)) }) => {
+                        req.size = Some(size);
+                        // Acknowledged with the rest once the command runs.
+                        early.push(pb::ExecInput { msg: None });
+                        break;
+                    }
+                    Some(other) => early.push(other),
+                    None => break,
+                },
+                _ = &mut deadline => break,
             }
         }
+    }
+    let result = match source.start_exec(&req).await {
+        Ok(session) => {
+            tracing::debug!(request = id, pod = %req.name, container = %req.container, tty = req.tty, "exec started");
+            tokio::time::timeout(EXEC_TIMEOUT, relay_exec(id, session, early, input, &up))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        Reason::Timeout,
+                        format!("the command ran longer than {}s", EXEC_TIMEOUT.as_secs()),
+                    ))
+                })
+        }
+        Err(e) => Err(e),
+    };
+    let end = match result {
+        Ok(code) => pb::TunnelEnd {
+            exit_code: Some(code),
+            ..Default::default()
+        },
         Err(e) => pb::TunnelEnd {
             error: e.message.clone(),
             reason: e.reason.as_str().to_string(),
             exit_code: None,
         },
     };
-    let _ = up.send(msg(pb::tunnel_up::Msg::End(end))).await;
+    let _ = up
+        .send(pb::TunnelUp {
+            request_id: id,
+            msg: Some(pb::tunnel_up::Msg::End(end)),
+        })
+        .await;
+}
+
+/// Relays one running exec: the client's input to the command (each one acknowledged once
+/// consumed), its output up the tunnel; ends with the exit code once it exited and its
+/// output is read.
+pub async fn relay_exec(
+    id: u64,
+    session: ExecSession,
+    early: Vec<pb::ExecInput>,
+    mut input: mpsc::Receiver<pb::ExecInput>,
+    up: &mpsc::Sender<pb::TunnelUp>,
+) -> Result<i32, ApiError> {
+    let ExecSession {
+        mut stdin,
+        stdout,
+        stderr,
+        resize,
+        exit,
+    } = session;
+    let feed = async {
+        let mut early = early.into_iter();
+        loop {
+            let i = match early.next() {
+                Some(i) => i,
+                None => match input.recv().await {
+                    Some(i) => i,
+                    None => break,
+                },
+            };
+            match i.msg {
+                Some(pb::exec_input::Msg::Stdin(data)) => {
+                    // A command that closed its stdin gets no more.
+                    if let Some(w) = &mut stdin
+                        && w.write_all(&data).await.is_err()
+                    {
+                        stdin = None;
+                    }
+                }
+                Some(pb::exec_input::Msg::StdinClose(_)) => {
+                    if let Some(mut w) = stdin.take() {
+                        let _ = w.shutdown().await;
+                    }
+                }
+                Some(pb::exec_input::Msg::Resize(s)) => {
+                    if let (Some(resize), Some(size)) = (&resize, terminal_size(&s))
+                        && let Err(error) = resize(size)
+                    {
+                        tracing::debug!(request = id, %error, "terminal resize failed");
+                    }
+                }
+                None => {}
+            }
+            let ack = pb::TunnelUp {
+                request_id: id,
+                msg: Some(pb::tunnel_up::Msg::InputAck(1)),
+            };
+            if up.send(ack).await.is_err() {
+                break;
+            }
+        }
+        // The client is gone (the request is being cancelled): the command's stdin ends.
+        drop(stdin);
+        std::future::pending::<()>().await
+    };
+    let (exited_tx, exited) = watch::channel(false);
+    let wait = async {
+        let code = exit.await;
+        let _ = exited_tx.send(true);
+        code
+    };
+    let outputs = async {
+        tokio::join!(
+            pump(id, stdout, false, exited.clone(), up),
+            pump(id, stderr, true, exited.clone(), up)
+        )
+    };
+    let done = async { tokio::join!(wait, outputs).0 };
+    tokio::select! {
+        code = done => code.map_err(|e| ApiError::internal(format!("exec: {e}"))),
+        () = feed => Err(ApiError::internal("exec input ended before the command")),
+    }
+}
+
+/// Sends what `reader` yields up the tunnel (as stdout, or stderr), until it ends, or is
+/// quiet for a while after the command exited.
+async fn pump(
+    id: u64,
+    reader: Option<crate::runtime::exec::Reader>,
+    is_stderr: bool,
+    mut exited: watch::Receiver<bool>,
+    up: &mpsc::Sender<pb::TunnelUp>,
+) {
+    let Some(mut reader) = reader else { return };
+    let mut buf = vec![0u8; CHUNK];
+    let mut after_exit = false;
+    loop {
+        let read = if after_exit {
+            match tokio::time::timeout(EXEC_DRAIN_IDLE, reader.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            tokio::select! {
+                r = reader.read(&mut buf) => r,
+                _ = exited.wait_for(|e| *e) => {
+                    after_exit = true;
+                    continue;
+                }
+            }
+        };
+        let n = match read {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(error) => {
+                tracing::debug!(request = id, %error, "reading the command's output failed");
+                return;
+            }
+        };
+        let data = buf[..n].to_vec();
+        let msg = if is_stderr {
+            pb::tunnel_up::Msg::Stderr(data)
+        } else {
+            pb::tunnel_up::Msg::Data(data)
+        };
+        let up_msg = pb::TunnelUp {
+            request_id: id,
+            msg: Some(msg),
+        };
+        if up.send(up_msg).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::process::ProcessRuntime;
+    use crate::runtime::{ContainerConfig, SandboxConfig};
     use std::io::Write;
+
+    fn stdin(data: &[u8]) -> pb::ExecInput {
+        pb::ExecInput {
+            msg: Some(pb::exec_input::Msg::Stdin(data.to_vec())),
+        }
+    }
+
+    /// What an exec sent up the tunnel: (stdout, stderr, inputs acknowledged).
+    fn collect(msgs: &[pb::TunnelUp]) -> (String, String, u32) {
+        let (mut out, mut err, mut acks) = (Vec::new(), Vec::new(), 0);
+        for m in msgs {
+            match &m.msg {
+                Some(pb::tunnel_up::Msg::Data(d)) => out.extend_from_slice(d),
+                Some(pb::tunnel_up::Msg::Stderr(d)) => err.extend_from_slice(d),
+                Some(pb::tunnel_up::Msg::InputAck(n)) => acks += n,
+                _ => {}
+            }
+        }
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+            acks,
+        )
+    }
+
+    #[tokio::test]
+    async fn exec_relay_feeds_stdin_acknowledges_input_and_ends_with_the_exit_code() {
+        let t = Duration::from_secs(20);
+        let dir = tempfile::tempdir().unwrap();
+        let rt = ProcessRuntime::new(dir.path()).unwrap();
+        let sb = rt
+            .run_pod_sandbox(&SandboxConfig {
+                uid: "relay".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let id = rt
+            .create_container(
+                &sb.id,
+                &ContainerConfig {
+                    name: "c".into(),
+                    command: vec!["sleep".into(), "1000".into()],
+                    log_path: dir.path().join("c.log"),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        rt.start_container(&id).await.unwrap();
+        let spec = ExecSpec {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat; read x; echo err >&2; exit 3".into(),
+            ],
+            stdin: true,
+            ..Default::default()
+        };
+        let session = rt.exec(&id, &spec).await.unwrap();
+        let (in_tx, in_rx) = mpsc::channel(INPUT_WINDOW);
+        let (up_tx, mut up_rx) = mpsc::channel(1024);
+        in_tx.send(stdin(b"world\n")).await.unwrap();
+        // A resize without a terminal is ignored (and still acknowledged).
+        in_tx
+            .send(pb::ExecInput {
+                msg: Some(pb::exec_input::Msg::Resize(pb::TerminalSize {
+                    width: 10,
+                    height: 10,
+                })),
+            })
+            .await
+            .unwrap();
+        in_tx
+            .send(pb::ExecInput {
+                msg: Some(pb::exec_input::Msg::StdinClose(true)),
+            })
+            .await
+            .unwrap();
+        let early = vec![stdin(b"hello ")];
+        let code = tokio::time::timeout(t, relay_exec(7, session, early, in_rx, &up_tx))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code, 3, "read x got the end of file after cat");
+        drop(up_tx);
+        let mut msgs = Vec::new();
+        while let Some(m) = up_rx.recv().await {
+            assert_eq!(m.request_id, 7);
+            msgs.push(m);
+        }
+        assert_eq!(collect(&msgs), ("hello world\n".into(), "err\n".into(), 4));
+        rt.remove_pod_sandbox(&sb.id).await.unwrap();
+    }
 
     fn tail(text: &str, n: u64) -> String {
         let dir = tempfile::tempdir().unwrap();

@@ -94,6 +94,131 @@ fn busybox(name: &str, image: &str, script: &str) -> Container {
     }
 }
 
+async fn read_to_end(r: Option<navarch_agent::runtime::exec::Reader>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    if let Some(mut r) = r {
+        tokio::time::timeout(T, r.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `kubectl exec -i` and `-it` at the runtime: stdin to its end, then a terminal (runc
+/// relays the container's pty to one of the agent's) with its size and a resize.
+async fn exec_in_runc_container(runtime: &RuncRuntime, id: &str) {
+    use navarch_agent::runtime::{ExecSpec, TerminalSize};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let mut s = runtime
+        .exec(
+            id,
+            &ExecSpec {
+                command: sh("cat; echo done >&2; exit 3"),
+                stdin: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"in the container\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    drop(stdin);
+    let (out, err) = tokio::join!(read_to_end(s.stdout.take()), read_to_end(s.stderr.take()));
+    assert_eq!(
+        (out.as_str(), err.as_str()),
+        ("in the container\n", "done\n")
+    );
+    assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 3);
+
+    let mut s = runtime
+        .exec(
+            id,
+            &ExecSpec {
+                command: sh("tty; stty size; read x; echo got $x; stty size; exit 2"),
+                stdin: true,
+                tty: true,
+                size: Some(TerminalSize {
+                    width: 100,
+                    height: 30,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    let mut stdout = s.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("30 100") {
+        let n = tokio::time::timeout(T, stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "ended early: {:?}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    (s.resize.as_ref().unwrap())(TerminalSize {
+        width: 120,
+        height: 40,
+    })
+    .unwrap();
+    // runc applies the new size when its SIGWINCH is handled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut stdin = s.stdin.take().unwrap();
+    stdin.write_all(b"abc\r").await.unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&seen),
+        read_to_end(Some(stdout)).await
+    );
+    assert!(all.starts_with("/dev/pts/"), "{all:?}");
+    assert!(all.contains("got abc\r\n40 120"), "{all:?}");
+    assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 2);
+
+    // The client went away: the command stops (runc forwards the signals into the container).
+    let mut s = runtime
+        .exec(
+            id,
+            &ExecSpec {
+                command: sh("echo $$; exec sleep 1000"),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut stdout = s.stdout.take().unwrap();
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') {
+        let n = tokio::time::timeout(T, stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        line.extend_from_slice(&buf[..n]);
+    }
+    let pid = String::from_utf8_lossy(&line).trim().to_string();
+    drop(s);
+    let check = format!("kill -0 {pid} 2>/dev/null && echo running || echo stopped");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let out = runtime
+            .exec_sync(id, &sh(&check), Duration::from_secs(10))
+            .await
+            .unwrap();
+        if out.stdout == b"stopped\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec'd sleep still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn links_on(bridge: &str) -> String {
     let out = Command::new("ip")
         .args(["-o", "link", "show", "master", bridge])
@@ -209,6 +334,7 @@ async fn runc_pods_end_to_end() {
     let short = cid.trim_start_matches("runc://");
     let pid_before = runtime.container_status(short).await.unwrap().pid;
     assert!(pid_before.is_some());
+    exec_in_runc_container(&runtime, short).await;
     tokio::time::timeout(T, agent.shutdown()).await.unwrap();
     assert!(
         http_get(&ip, 8080).is_some(),

@@ -30,6 +30,7 @@ pub mod resources;
 pub mod response;
 pub mod routes;
 pub mod server;
+pub mod spdy;
 pub mod tables;
 pub mod watch;
 

@@ -286,7 +286,7 @@ async fn create(call: &Call<'_>, body: Bytes) -> Result<Response, ApiError> {
     let t = &call.target;
     match t.subresource.as_str() {
         "" | "binding" | "eviction" | "token" => {}
-        "exec" => return crate::exec::refuse_spdy(call).await,
+        "exec" => return crate::exec::serve(call).await,
         s if AGENT_SUBRESOURCES.contains(&s) => return agent_subresource(call).await,
         other => return Err(request::method_not_allowed("POST", other)),
     }

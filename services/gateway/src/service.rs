@@ -493,11 +493,19 @@ impl Gateway for GatewayService {
 
     async fn pod_exec(
         &self,
-        req: Request<pb::PodExecRequest>,
+        req: Request<tonic::Streaming<pb::PodExecClientMessage>>,
     ) -> Result<Response<Self::PodExecStream>, Status> {
         let start = Instant::now();
         let user = self.user(&req).await;
-        let mut r = req.into_inner();
+        let mut client = req.into_inner();
+        let mut r = match client.message().await? {
+            Some(pb::PodExecClientMessage {
+                msg: Some(pb::pod_exec_client_message::Msg::Request(r)),
+            }) => r,
+            _ => {
+                return Err(ApiError::bad_request("an exec starts with its request").into());
+            }
+        };
         let audit = Audit::new(
             &user,
             &r.namespace,
@@ -530,6 +538,21 @@ impl Gateway for GatewayService {
             Ok(v) => v,
             Err(e) => return self.finish(&audit, "create", "pods", start, Err(e)),
         };
+        // The client's input goes down the tunnel as it comes, flow controlled; it stops
+        // with the client's stream or the exec (then the input sender fails).
+        if let Some(request) = &request {
+            let input = request.input();
+            tokio::spawn(async move {
+                while let Ok(Some(m)) = client.message().await {
+                    let Some(pb::pod_exec_client_message::Msg::Input(i)) = m.msg else {
+                        continue;
+                    };
+                    if input.send(i).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let stream = futures::stream::unfold(request, |state| async move {
             let mut request = state?;
             let chunk = |stream, data| pb::ExecChunk {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use navarch_api::gateway::v1 as pb;
 use navarch_api::{ApiError, Reason};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// What an agent answered for one request: data, then at most one end.
 pub enum Answer {
@@ -28,11 +28,18 @@ struct Node {
     down: mpsc::Sender<pb::TunnelDown>,
 }
 
+/// An open request: where its answers go, the tunnel (epoch) it went down, and how many
+/// more inputs it may send before the agent acknowledges some.
+struct Pending {
+    answers: mpsc::Sender<Answer>,
+    epoch: u64,
+    credits: Arc<Semaphore>,
+}
+
 #[derive(Default)]
 struct State {
     nodes: HashMap<String, Node>,
-    /// Open requests: where their answers go, and the tunnel (epoch) they went down.
-    pending: HashMap<u64, (mpsc::Sender<Answer>, u64)>,
+    pending: HashMap<u64, Pending>,
 }
 
 /// The tunnels open to this gateway.
@@ -44,6 +51,11 @@ pub struct Tunnels {
 
 /// How many answer chunks may wait for a slow client before the agent is held back.
 const ANSWER_BUFFER: usize = 64;
+
+/// How many inputs of one exec (stdin chunks, its end, resizes) may be on their way to the
+/// agent unconsumed; the agent buffers that many per exec and acknowledges each one it
+/// consumed, so a command that does not read its stdin holds back only its own client.
+pub const INPUT_WINDOW: usize = 16;
 
 impl Tunnels {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -77,12 +89,13 @@ impl Tunnels {
         let lost: Vec<u64> = st
             .pending
             .iter()
-            .filter(|(_, (_, e))| *e == epoch)
+            .filter(|(_, p)| p.epoch == epoch)
             .map(|(id, _)| *id)
             .collect();
         for id in lost {
-            if let Some((tx, _)) = st.pending.remove(&id) {
-                let _ = tx.try_send(Answer::End(Err(ApiError::new(
+            if let Some(p) = st.pending.remove(&id) {
+                p.credits.close();
+                let _ = p.answers.try_send(Answer::End(Err(ApiError::new(
                     Reason::ServiceUnavailable,
                     format!("the connection to node {node} was lost"),
                 ))));
@@ -94,13 +107,24 @@ impl Tunnels {
     /// agent stop (`cancel`).
     pub async fn answer(&self, node: &str, up: pb::TunnelUp) {
         let id = up.request_id;
+        if let Some(pb::tunnel_up::Msg::InputAck(n)) = up.msg {
+            if let Some(p) = self.lock().pending.get(&id) {
+                // Never more than the window, whatever the agent claims.
+                let room = INPUT_WINDOW.saturating_sub(p.credits.available_permits());
+                p.credits.add_permits((n as usize).min(room));
+            }
+            return;
+        }
         let (tx, end) = {
             let mut st = self.lock();
             let end = matches!(up.msg, Some(pb::tunnel_up::Msg::End(_)));
             let tx = if end {
-                st.pending.remove(&id).map(|(tx, _)| tx)
+                st.pending.remove(&id).map(|p| {
+                    p.credits.close();
+                    p.answers
+                })
             } else {
-                st.pending.get(&id).map(|(tx, _)| tx.clone())
+                st.pending.get(&id).map(|p| p.answers.clone())
             };
             (tx, end)
         };
@@ -118,7 +142,7 @@ impl Tunnels {
                 Reason::parse(&e.reason).unwrap_or(Reason::InternalError),
                 e.error,
             ))),
-            Some(pb::tunnel_up::Msg::Hello(_)) | None => return,
+            Some(pb::tunnel_up::Msg::Hello(_) | pb::tunnel_up::Msg::InputAck(_)) | None => return,
         };
         if tx.send(answer).await.is_err() && !end {
             self.lock().pending.remove(&id);
@@ -140,6 +164,7 @@ impl Tunnels {
     pub async fn send(&self, node: &str, msg: pb::tunnel_down::Msg) -> Result<Request, ApiError> {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(ANSWER_BUFFER);
+        let credits = Arc::new(Semaphore::new(INPUT_WINDOW));
         let down = {
             let mut st = self.lock();
             let (down, epoch) = st
@@ -152,7 +177,14 @@ impl Tunnels {
                         format!("node {node:?} has no open agent connection to this gateway"),
                     )
                 })?;
-            st.pending.insert(id, (tx, epoch));
+            st.pending.insert(
+                id,
+                Pending {
+                    answers: tx,
+                    epoch,
+                    credits: credits.clone(),
+                },
+            );
             down
         };
         let sent = down
@@ -173,7 +205,32 @@ impl Tunnels {
             node: node.to_string(),
             id,
             answers: rx,
+            input: InputSender { id, down, credits },
         })
+    }
+}
+
+/// Sends a request's input (an exec's stdin, its end, resizes) down its tunnel, at most
+/// [`INPUT_WINDOW`] unacknowledged.
+#[derive(Clone)]
+pub struct InputSender {
+    id: u64,
+    down: mpsc::Sender<pb::TunnelDown>,
+    credits: Arc<Semaphore>,
+}
+
+impl InputSender {
+    /// Waits for room, then sends; fails once the request has ended or its tunnel is gone.
+    pub async fn send(&self, input: pb::ExecInput) -> Result<(), ApiError> {
+        let gone = || ApiError::new(Reason::ServiceUnavailable, "the exec has ended");
+        self.credits.acquire().await.map_err(|_| gone())?.forget();
+        self.down
+            .send(pb::TunnelDown {
+                request_id: self.id,
+                msg: Some(pb::tunnel_down::Msg::Input(input)),
+            })
+            .await
+            .map_err(|_| gone())
     }
 }
 
@@ -183,12 +240,85 @@ pub struct Request {
     node: String,
     id: u64,
     pub answers: mpsc::Receiver<Answer>,
+    input: InputSender,
+}
+
+impl Request {
+    /// Where this request's input goes (only execs read any).
+    pub fn input(&self) -> InputSender {
+        self.input.clone()
+    }
 }
 
 impl Drop for Request {
     fn drop(&mut self) {
+        self.input.credits.close();
         if self.tunnels.lock().pending.remove(&self.id).is_some() {
             self.tunnels.cancel(&self.node, self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stdin(b: &[u8]) -> pb::ExecInput {
+        pb::ExecInput {
+            msg: Some(pb::exec_input::Msg::Stdin(b.to_vec())),
+        }
+    }
+
+    #[tokio::test]
+    async fn exec_input_waits_for_the_agents_acknowledgements() {
+        let tunnels = Tunnels::default();
+        let (down_tx, mut down) = mpsc::channel(INPUT_WINDOW * 4);
+        tunnels.open("n1", down_tx);
+        let request = tunnels
+            .send(
+                "n1",
+                pb::tunnel_down::Msg::Exec(pb::PodExecRequest::default()),
+            )
+            .await
+            .unwrap();
+        let first = down.recv().await.unwrap();
+        assert!(matches!(first.msg, Some(pb::tunnel_down::Msg::Exec(_))));
+        let input = request.input();
+        for _ in 0..INPUT_WINDOW {
+            input.send(stdin(b"x")).await.unwrap();
+        }
+        // The window is full: the next one waits for an acknowledgement.
+        let blocked = tokio::time::timeout(Duration::from_millis(100), input.send(stdin(b"y")));
+        assert!(blocked.await.is_err());
+        let ack = |n| pb::TunnelUp {
+            request_id: first.request_id,
+            msg: Some(pb::tunnel_up::Msg::InputAck(n)),
+        };
+        // Acknowledging more than was sent gives no more than the window.
+        tunnels.answer("n1", ack(1000)).await;
+        for _ in 0..INPUT_WINDOW {
+            tokio::time::timeout(Duration::from_secs(5), input.send(stdin(b"z")))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        let over = tokio::time::timeout(Duration::from_millis(100), input.send(stdin(b"w")));
+        assert!(over.await.is_err(), "the window never grows past its size");
+        let mut inputs = 0;
+        while let Ok(m) = down.try_recv() {
+            assert_eq!(m.request_id, first.request_id);
+            assert!(matches!(m.msg, Some(pb::tunnel_down::Msg::Input(_))));
+            inputs += 1;
+        }
+        assert_eq!(inputs, 2 * INPUT_WINDOW);
+        // Once the exec is over, input fails instead of waiting.
+        drop(request);
+        assert!(input.send(stdin(b"late")).await.is_err());
+        let cancel = down.recv().await.unwrap();
+        assert!(matches!(
+            cancel.msg,
+            Some(pb::tunnel_down::Msg::Cancel(true))
+        ));
     }
 }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 
 use super::{
     ContainerConfig, ContainerRunState, ContainerRuntime, ContainerStats, ContainerStatus,
-    ExecOutput, ImageRef, PullAuth, PullPolicy, Result, RuntimeError, SandboxConfig, SandboxStatus,
-    now_rfc3339,
+    ExecOutput, ExecSession, ExecSpec, ImageRef, PullAuth, PullPolicy, Result, RuntimeError,
+    SandboxConfig, SandboxStatus, now_rfc3339,
 };
 
 #[derive(Default)]
@@ -307,6 +307,20 @@ impl ContainerRuntime for FakeRuntime {
             exit_code: s.exec_exit.get(&name).copied().unwrap_or(0),
             ..Default::default()
         })
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let mut s = self.lock();
+        s.calls
+            .push(format!("exec {id} {}", spec.command.join(" ")));
+        let name = s
+            .containers
+            .get(id)
+            .map(|(c, _)| c.name.clone())
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id}")))?;
+        Ok(ExecSession::exited(
+            s.exec_exit.get(&name).copied().unwrap_or(0),
+        ))
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {

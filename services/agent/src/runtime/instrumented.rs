@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use opentelemetry::KeyValue;
 
 use super::{
-    ContainerConfig, ContainerRuntime, ContainerStats, ContainerStatus, ExecOutput, ImageRef,
-    PullAuth, PullPolicy, Result, SandboxConfig, SandboxStatus,
+    ContainerConfig, ContainerRuntime, ContainerStats, ContainerStatus, ExecOutput, ExecSession,
+    ExecSpec, ImageRef, PullAuth, PullPolicy, Result, SandboxConfig, SandboxStatus,
 };
 use crate::metrics::{METRICS, runtime_operation};
 
@@ -91,6 +91,10 @@ impl ContainerRuntime for Instrumented {
 
     async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput> {
         timed("exec_sync", self.0.exec_sync(id, cmd, timeout)).await
+    }
+
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        timed("exec", self.0.exec(id, spec)).await
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {

@@ -4,11 +4,15 @@
 //! Implementations: [`runc`] (OCI images, runc, CNI), [`process`] (host processes),
 //! [`hollow`] (simulated) and [`fake`] (records calls; for tests).
 
+pub mod exec;
 pub mod fake;
 pub mod hollow;
 pub mod instrumented;
 pub mod process;
+pub mod pty;
 pub mod runc;
+
+pub use exec::{ExecSession, ExecSpec, TerminalSize};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -264,6 +268,9 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     async fn container_status(&self, id: &str) -> Result<ContainerStatus>;
     /// Runs a command in the container and waits for it (probes, hooks).
     async fn exec_sync(&self, id: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput>;
+    /// Starts a command in the container with the client's stdin and terminal
+    /// (`kubectl exec`); it runs until it exits or the session is dropped.
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession>;
     async fn container_stats(&self, id: &str) -> Result<ContainerStats>;
     /// CRI's `UpdateRuntimeConfig`: the node's pod CIDR, once the cluster has assigned one
     /// (`node.spec.podCIDR`). Runtimes without a pod network ignore it.

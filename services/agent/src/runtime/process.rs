@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ContainerConfig, ContainerRunState, ContainerRuntime, ContainerStats, ContainerStatus,
-    ExecOutput, ImageRef, PullAuth, PullPolicy, Result, RuntimeError, SandboxConfig, SandboxStatus,
-    now_rfc3339,
+    ExecOutput, ExecSession, ExecSpec, ImageRef, PullAuth, PullPolicy, Result, RuntimeError,
+    SandboxConfig, SandboxStatus, now_rfc3339,
 };
 
 /// Runs the command, forwards SIGTERM/SIGINT (also one that came before the command
@@ -523,6 +523,39 @@ impl ContainerRuntime for ProcessRuntime {
         }
     }
 
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        let c = self.get(id)?;
+        let Some((prog, args)) = spec.command.split_first() else {
+            return Err(RuntimeError::Other("empty command".into()));
+        };
+        let cwd = c
+            .config
+            .working_dir
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.root.join("sandboxes").join(&c.sandbox_id));
+        // With a terminal, `setsid --ctty` makes the pty (its stdin) the command's
+        // controlling terminal in a session of its own, so ^C and resizes reach it.
+        // Without one, its own process group, so that stopping it stops what it started.
+        let mut cmd = if spec.tty {
+            let mut cmd = tokio::process::Command::new("setsid");
+            cmd.args(["--ctty", "--", prog]);
+            cmd
+        } else {
+            let mut cmd = tokio::process::Command::new(prog);
+            cmd.process_group(0);
+            cmd
+        };
+        cmd.args(args)
+            .env_clear()
+            .envs(Self::base_env(&c.hostname))
+            .envs(spec.tty.then(|| ("TERM".to_string(), "xterm".to_string())))
+            .envs(c.config.env.iter().cloned())
+            .current_dir(cwd);
+        super::exec::spawn(cmd, spec, super::exec::TerminalUse::Own)
+            .map_err(|e| RuntimeError::Other(format!("exec {prog}: {e}")))
+    }
+
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
         let c = self.get(id)?;
         let Some(p) = c.pid else {
@@ -558,6 +591,7 @@ impl ContainerRuntime for ProcessRuntime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::TerminalSize;
 
     const T: Duration = Duration::from_secs(20);
 
@@ -707,5 +741,161 @@ mod tests {
         assert_eq!(out.exit_code, 4);
         assert_eq!(out.stdout, b"hello\n");
         rt.remove_pod_sandbox(&sb.id).await.unwrap();
+    }
+
+    /// A running container of the process runtime, for exec tests.
+    async fn running(dir: &Path, uid: &str) -> (ProcessRuntime, String, String) {
+        let rt = ProcessRuntime::new(dir).unwrap();
+        let sb = rt
+            .run_pod_sandbox(&SandboxConfig {
+                uid: uid.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let id = rt
+            .create_container(&sb.id, &config(dir, "c", &["sleep", "1000"]))
+            .await
+            .unwrap();
+        rt.start_container(&id).await.unwrap();
+        (rt, sb.id, id)
+    }
+
+    async fn read_all(r: Option<super::super::exec::Reader>) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        if let Some(mut r) = r {
+            tokio::time::timeout(T, r.read_to_end(&mut out))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn interactive_exec_reads_stdin_to_its_end() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, sb, id) = running(dir.path(), "u4").await;
+        let spec = ExecSpec {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat; echo done $GREETING >&2; exit 5".into(),
+            ],
+            stdin: true,
+            ..Default::default()
+        };
+        let mut s = rt.exec(&id, &spec).await.unwrap();
+        let mut stdin = s.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").await.unwrap();
+        stdin.shutdown().await.unwrap();
+        drop(stdin);
+        let (out, err) = tokio::join!(read_all(s.stdout.take()), read_all(s.stderr.take()));
+        assert_eq!(out, "hello\n");
+        assert_eq!(err, "done hello\n");
+        assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 5);
+
+        // Without stdin the command reads an empty one.
+        let spec = ExecSpec {
+            command: vec!["/bin/sh".into(), "-c".into(), "read x; exit 3".into()],
+            ..Default::default()
+        };
+        let s = rt.exec(&id, &spec).await.unwrap();
+        assert!(s.stdin.is_none());
+        assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 3);
+        rt.remove_pod_sandbox(&sb).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn exec_with_a_terminal_of_its_own_and_resizes() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, sb, id) = running(dir.path(), "u5").await;
+        let spec = ExecSpec {
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "tty; stty size; read x; echo got $x; stty size; echo to-stderr >&2".into(),
+            ],
+            stdin: true,
+            tty: true,
+            size: Some(TerminalSize {
+                width: 100,
+                height: 30,
+            }),
+        };
+        let mut s = rt.exec(&id, &spec).await.unwrap();
+        assert!(s.stderr.is_none(), "a terminal carries stderr on stdout");
+        let mut stdout = s.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("30 100") {
+            let n = tokio::time::timeout(T, stdout.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                n > 0,
+                "output ended early: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (s.resize.as_ref().unwrap())(TerminalSize {
+            width: 120,
+            height: 40,
+        })
+        .unwrap();
+        let mut stdin = s.stdin.take().unwrap();
+        stdin.write_all(b"abc\n").await.unwrap();
+        let rest = read_all(Some(stdout)).await;
+        let all = format!("{}{rest}", String::from_utf8_lossy(&seen));
+        assert!(all.starts_with("/dev/pts/"), "{all:?}");
+        assert!(all.contains("got abc\r\n40 120\r\nto-stderr"), "{all:?}");
+        assert_eq!(tokio::time::timeout(T, s.exit).await.unwrap().unwrap(), 0);
+        rt.remove_pod_sandbox(&sb).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_exec_whose_client_went_away_stops_with_what_it_started() {
+        use tokio::io::AsyncReadExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, sb, id) = running(dir.path(), "u6").await;
+        for tty in [false, true] {
+            let spec = ExecSpec {
+                command: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    "sleep 1000 & echo $!; wait".into(),
+                ],
+                tty,
+                ..Default::default()
+            };
+            let mut s = rt.exec(&id, &spec).await.unwrap();
+            let mut stdout = s.stdout.take().unwrap();
+            let mut line = Vec::new();
+            let mut b = [0u8; 64];
+            while !line.contains(&b'\n') {
+                let n = tokio::time::timeout(T, stdout.read(&mut b))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0);
+                line.extend_from_slice(&b[..n]);
+            }
+            let pid: u32 = String::from_utf8_lossy(&line).trim().parse().unwrap();
+            assert!(Path::new(&format!("/proc/{pid}")).exists());
+            drop(s);
+            tokio::time::timeout(T, async {
+                while proc_stat(pid).is_some_and(|(state, ..)| state != 'Z') {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("the background sleep (tty {tty}) was stopped"));
+        }
+        rt.remove_pod_sandbox(&sb).await.unwrap();
     }
 }

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ContainerConfig, ContainerRunState, ContainerRuntime, ContainerStats, ContainerStatus,
-    ExecOutput, ImageRef, PullAuth, PullPolicy, Result, RuntimeError, SandboxConfig, SandboxStatus,
-    now_rfc3339,
+    ExecOutput, ExecSession, ExecSpec, ImageRef, PullAuth, PullPolicy, Result, RuntimeError,
+    SandboxConfig, SandboxStatus, now_rfc3339,
 };
 use cgroup::ContainerCgroup;
 use cni::CniNetwork;
@@ -367,6 +367,49 @@ fn pod_files(dir: &Path, cfg: &SandboxConfig, ips: &[String]) -> std::io::Result
     .render();
     std::fs::write(dir.join("resolv.conf"), resolv)?;
     std::fs::write(dir.join("hostname"), format!("{}\n", cfg.hostname))
+}
+
+/// The process spec of one `runc exec --process`: the container's own process (user, env,
+/// working directory, capabilities) with the exec's command and terminal; removed with the
+/// exec.
+struct ExecProcessFile(PathBuf);
+
+impl ExecProcessFile {
+    fn write(bundle: &Path, spec: &ExecSpec) -> Result<Self> {
+        let config: serde_json::Value = std::fs::read(bundle.join("config.json"))
+            .map_err(RuntimeError::other)
+            .and_then(|b| serde_json::from_slice(&b).map_err(RuntimeError::other))?;
+        let mut process = config
+            .get("process")
+            .cloned()
+            .filter(serde_json::Value::is_object)
+            .ok_or_else(|| RuntimeError::Other("the container's spec has no process".into()))?;
+        process["args"] = serde_json::json!(spec.command);
+        process["terminal"] = serde_json::Value::Bool(true);
+        match spec.size {
+            Some(s) if s.width > 0 && s.height > 0 => {
+                process["consoleSize"] = serde_json::json!({"width": s.width, "height": s.height});
+            }
+            _ => {
+                if let Some(p) = process.as_object_mut() {
+                    p.remove("consoleSize");
+                }
+            }
+        }
+        if let Some(env) = process.get_mut("env").and_then(|e| e.as_array_mut()) {
+            env.push(serde_json::Value::String("TERM=xterm".into()));
+        }
+        let path = bundle.join(format!("exec-{}.json", uuid::Uuid::new_v4().simple()));
+        let bytes = serde_json::to_vec(&process).map_err(RuntimeError::other)?;
+        std::fs::write(&path, bytes).map_err(RuntimeError::other)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for ExecProcessFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 #[async_trait]
@@ -767,6 +810,33 @@ impl ContainerRuntime for RuncRuntime {
             stdout: out.stdout,
             stderr: out.stderr,
         })
+    }
+
+    /// `runc exec` in the foreground, so the agent is the parent that sees the exit code.
+    /// With a terminal runc makes the container's pty and relays it to its own stdio, which
+    /// is a pty the agent gives it (`--console-socket` is only honoured with `--detach`,
+    /// whose process only a subreaper could reap). The terminal's first size goes in the
+    /// process spec (`consoleSize`), so the command finds it set when it starts.
+    async fn exec(&self, id: &str, spec: &ExecSpec) -> Result<ExecSession> {
+        if spec.command.is_empty() {
+            return Err(RuntimeError::Other("empty command".into()));
+        }
+        let mut cmd = tokio::process::Command::new(&self.cfg.runc);
+        cmd.arg("--root").arg(self.state_root()).arg("exec");
+        if !spec.tty {
+            cmd.arg(id).args(&spec.command);
+            return super::exec::spawn(cmd, spec, super::exec::TerminalUse::Relayed);
+        }
+        let process = ExecProcessFile::write(&self.bundle(id), spec)?;
+        cmd.arg("--process").arg(&process.0).arg(id);
+        let mut session = super::exec::spawn(cmd, spec, super::exec::TerminalUse::Relayed)?;
+        let exit = session.exit;
+        session.exit = Box::pin(async move {
+            let code = exit.await;
+            drop(process);
+            code
+        });
+        Ok(session)
     }
 
     async fn container_stats(&self, id: &str) -> Result<ContainerStats> {
