@@ -297,8 +297,9 @@ impl Drop for Navarch {
     }
 }
 
-/// Kills what still runs from `dir`: process-runtime containers outlive their agent (as
-/// they would on a real machine), a test's must not outlive the test.
+/// Kills what still runs from `dir` (named in its command line, or its working directory):
+/// process-runtime containers outlive their agent (as they would on a real machine), a test's
+/// must not outlive the test.
 pub fn kill_processes_under(dir: &Path) {
     let needle = dir.to_string_lossy().to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -309,7 +310,11 @@ pub fn kill_processes_under(dir: &Path) {
             continue;
         };
         let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
-        if pid != std::process::id() as i32 && String::from_utf8_lossy(&cmdline).contains(&needle) {
+        // A container's command rarely names the dir; its working directory (its sandbox,
+        // perhaps deleted by now) does.
+        let cwd = std::fs::read_link(p.path().join("cwd")).unwrap_or_default();
+        let ours = String::from_utf8_lossy(&cmdline).contains(&needle) || cwd.starts_with(dir);
+        if pid != std::process::id() as i32 && ours {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_raw(pid).expect("a positive pid"),
                 rustix::process::Signal::KILL,
