@@ -220,6 +220,23 @@ impl Object {
         }
     }
 
+    /// `metadata.labels`, read without converting the whole metadata.
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        if !self.message.has_field_by_name("metadata") {
+            return Default::default();
+        }
+        match self.message.get_field_by_name("metadata").as_deref() {
+            Some(Value::Message(m)) => match m.get_field_by_name("labels").as_deref() {
+                Some(Value::Map(map)) => map
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                    .collect(),
+                _ => Default::default(),
+            },
+            _ => Default::default(),
+        }
+    }
+
     pub fn name(&self) -> String {
         self.meta_str("name").unwrap_or_default()
     }
@@ -322,4 +339,51 @@ fn check_type_meta(kind: &KindInfo, json: &Json) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+impl crate::selectors::FieldSource for Object {
+    /// Walks the message by field names (a field's proto name is its JSON name), without
+    /// converting the object to JSON.
+    fn lookup(&self, path: &str) -> Option<String> {
+        fn render(value: &Value) -> Option<String> {
+            match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::I32(n) => Some(n.to_string()),
+                Value::I64(n) => Some(n.to_string()),
+                Value::U32(n) => Some(n.to_string()),
+                Value::U64(n) => Some(n.to_string()),
+                Value::Message(m) => Some(codec::to_json(m).to_string()),
+                _ => None,
+            }
+        }
+        let mut parts = path.split('.');
+        let mut message = &self.message;
+        let mut part = parts.next()?;
+        loop {
+            if !message.has_field_by_name(part) {
+                return None;
+            }
+            // A set field is borrowed from the message.
+            let std::borrow::Cow::Borrowed(mut value) = message.get_field_by_name(part)? else {
+                return None;
+            };
+            let next = parts.next();
+            let next = match (value, next) {
+                (Value::List(items), Some(index)) => {
+                    value = items.get(index.parse::<usize>().ok()?)?;
+                    parts.next()
+                }
+                (_, next) => next,
+            };
+            match (value, next) {
+                (value, None) => return render(value),
+                (Value::Message(m), Some(p)) => {
+                    message = m;
+                    part = p;
+                }
+                _ => return None,
+            }
+        }
+    }
 }

@@ -786,11 +786,18 @@ impl FieldSelector {
         }
     }
 
-    /// Whether the object (its Kubernetes JSON) satisfies every term.
-    pub fn matches(&self, kind: &KindInfo, object: &Json) -> bool {
+    /// Whether the object (its Kubernetes JSON, or any other [`FieldSource`]) satisfies every
+    /// term.
+    pub fn matches(&self, kind: &KindInfo, object: &dyn FieldSource) -> bool {
+        self.matches_values(|field| field_value(kind, object, field))
+    }
+
+    /// Whether the selectable values `value(field)` (as [`field_value`] computes them, e.g.
+    /// precomputed once for an object many watchers look at) satisfy every term.
+    pub fn matches_values<V: AsRef<str>>(&self, value: impl Fn(&str) -> V) -> bool {
         self.terms
             .iter()
-            .all(|t| (field_value(kind, object, &t.field) == t.value) != t.negated)
+            .all(|t| (value(&t.field).as_ref() == t.value) != t.negated)
     }
 
     /// No terms: matches every object.
@@ -899,50 +906,58 @@ fn unescape_value(value: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// Where selectable field values are read from: a dotted path (`status.phase`, with list
+/// indexes as numbers: `status.podIPs.0.ip`) rendered as a string (`true`/`false` for
+/// booleans), `None` when unset.
+pub trait FieldSource {
+    fn lookup(&self, path: &str) -> Option<String>;
+}
+
 /// The selectable value of `field` on an object, as Kubernetes' `GetAttrs` computes it.
-fn field_value(kind: &KindInfo, object: &Json, field: &str) -> String {
+pub fn field_value(kind: &KindInfo, object: &dyn FieldSource, field: &str) -> String {
     match (kind.group, kind.kind, field) {
-        ("", "Pod", "status.podIP") => {
-            let first = object.pointer("/status/podIPs/0/ip").and_then(Json::as_str);
-            first
-                .or_else(|| object.pointer("/status/podIP").and_then(Json::as_str))
-                .unwrap_or("")
-                .to_string()
-        }
-        ("", "Pod", "spec.hostNetwork") => lookup(object, field).unwrap_or_else(|| "false".into()),
+        ("", "Pod", "status.podIP") => object
+            .lookup("status.podIPs.0.ip")
+            .or_else(|| object.lookup("status.podIP"))
+            .unwrap_or_default(),
+        ("", "Pod", "spec.hostNetwork") => object.lookup(field).unwrap_or_else(|| "false".into()),
         ("", "Node", "spec.unschedulable") => {
-            lookup(object, field).unwrap_or_else(|| "false".into())
+            object.lookup(field).unwrap_or_else(|| "false".into())
         }
         ("", "Event", "source") => {
-            let component = lookup(object, "source.component").unwrap_or_default();
+            let component = object.lookup("source.component").unwrap_or_default();
             if component.is_empty() {
-                lookup(object, "reportingComponent").unwrap_or_default()
+                object.lookup("reportingComponent").unwrap_or_default()
             } else {
                 component
             }
         }
         ("apps", "ReplicaSet", "status.replicas") => {
-            lookup(object, field).unwrap_or_else(|| "0".into())
+            object.lookup(field).unwrap_or_else(|| "0".into())
         }
-        ("batch", "Job", "status.successful") => {
-            lookup(object, "status.succeeded").unwrap_or_else(|| "0".into())
-        }
-        _ => lookup(object, field).unwrap_or_default(),
+        ("batch", "Job", "status.successful") => object
+            .lookup("status.succeeded")
+            .unwrap_or_else(|| "0".into()),
+        _ => object.lookup(field).unwrap_or_default(),
     }
 }
 
-/// The value at a dotted path, rendered as a string (`true`/`false` for booleans).
-fn lookup(object: &Json, path: &str) -> Option<String> {
-    let mut current = object;
-    for part in path.split('.') {
-        current = current.get(part)?;
-    }
-    match current {
-        Json::String(s) => Some(s.clone()),
-        Json::Bool(b) => Some(b.to_string()),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Null => None,
-        other => Some(other.to_string()),
+impl FieldSource for Json {
+    fn lookup(&self, path: &str) -> Option<String> {
+        let mut current = self;
+        for part in path.split('.') {
+            current = match current {
+                Json::Array(items) => items.get(part.parse::<usize>().ok()?)?,
+                _ => current.get(part)?,
+            };
+        }
+        match current {
+            Json::String(s) => Some(s.clone()),
+            Json::Bool(b) => Some(b.to_string()),
+            Json::Number(n) => Some(n.to_string()),
+            Json::Null => None,
+            other => Some(other.to_string()),
+        }
     }
 }
 

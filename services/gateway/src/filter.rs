@@ -1,7 +1,9 @@
 //! Which objects a list or watch returns: namespace, label selector, field selector.
 
 use navarch_api::kinds::KindInfo;
-use navarch_api::selectors::{FieldSelector, LabelSelector};
+use std::collections::BTreeMap;
+
+use navarch_api::selectors::{self, FieldSelector, LabelSelector};
 use navarch_api::{ApiError, Object};
 
 /// A compiled list/watch filter.
@@ -48,24 +50,59 @@ impl Filter {
         {
             return false;
         }
-        if self.labels.is_none() && self.fields.is_none() && self.namespace.is_empty() {
-            return true;
-        }
-        let meta = obj.meta();
-        if !self.namespace.is_empty() && meta.namespace.as_deref() != Some(self.namespace.as_str())
-        {
+        self.is_everything() || self.matches_attrs(&Attrs::of(obj))
+    }
+
+    /// No namespace, labels or fields to check: every object of the kind passes.
+    pub fn is_everything(&self) -> bool {
+        self.labels.is_none() && self.fields.is_none() && self.namespace.is_empty()
+    }
+
+    /// Whether an object of the filter's kind with these attributes passes.
+    pub fn matches_attrs(&self, attrs: &Attrs) -> bool {
+        if !self.namespace.is_empty() && attrs.namespace != self.namespace {
             return false;
         }
         if let Some(l) = &self.labels
-            && !l.matches(&meta.labels)
+            && !l.matches(&attrs.labels)
         {
             return false;
         }
         if let Some(f) = &self.fields
-            && !f.matches(self.kind, &obj.to_json())
+            && !f.matches_values(|field| attrs.field(field))
         {
             return false;
         }
         true
+    }
+}
+
+/// What filters look at in an object (Kubernetes' `GetAttrs`): its namespace, labels and the
+/// values of every field its kind can be selected on. Computed once per change in the watch
+/// cache, however many watchers filter it.
+#[derive(Debug, Default)]
+pub struct Attrs {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Attrs {
+    pub fn of(obj: &Object) -> Self {
+        Self {
+            namespace: obj.namespace(),
+            labels: obj.labels(),
+            fields: FieldSelector::supported_fields(obj.kind)
+                .iter()
+                .map(|f| (*f, selectors::field_value(obj.kind, obj, f)))
+                .collect(),
+        }
+    }
+
+    fn field(&self, field: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or("", |(_, v)| v.as_str())
     }
 }

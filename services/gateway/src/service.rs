@@ -331,6 +331,33 @@ fn raw_as(
     raw(&conversion::to_served(obj.clone(), served)?, accept)
 }
 
+/// `Status: Success, code 201`, the answer to a binding, in `accept`.
+fn success_status(accept: &str) -> Result<pb::RawObject, ApiError> {
+    let status = navarch_api::meta::v1::Status {
+        api_version: Some("v1".into()),
+        kind: Some("Status".into()),
+        metadata: Some(Default::default()),
+        status: Some("Success".into()),
+        code: Some(201),
+        ..Default::default()
+    };
+    match accept {
+        "" | navarch_api::object::content_type::PROTOBUF => Ok(pb::RawObject {
+            api_version: "v1".into(),
+            kind: "Status".into(),
+            raw: prost::Message::encode_to_vec(&status),
+            content_type: navarch_api::object::content_type::PROTOBUF.into(),
+        }),
+        _ => raw_json(
+            "v1",
+            "Status",
+            "navarch.api.meta.v1.Status",
+            &navarch_api::codec::encode_json(&status),
+            accept,
+        ),
+    }
+}
+
 fn raw_json(
     api_version: &str,
     kind: &str,
@@ -972,9 +999,15 @@ impl Gateway for GatewayService {
                 }
                 "binding" if kind.kind == "Pod" => {
                     self.authorize(&user, "create", kind, "binding", &r.namespace, &r.name)?;
-                    let binding =
-                        subresource_body(r.object.as_ref(), "navarch.api.core.v1.Binding")?;
-                    let status = subresources::bind(
+                    let body = r
+                        .object
+                        .as_ref()
+                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
+                    let binding = subresources::decode_typed_body::<navarch_api::core::v1::Binding>(
+                        &body.raw,
+                        &body.content_type,
+                    )?;
+                    subresources::bind(
                         &self.registry,
                         kind,
                         &r.namespace,
@@ -984,13 +1017,7 @@ impl Gateway for GatewayService {
                     )
                     .await?;
                     Ok(pb::ObjectResponse {
-                        object: Some(raw_json(
-                            "v1",
-                            "Status",
-                            "navarch.api.meta.v1.Status",
-                            &status,
-                            &r.accept,
-                        )?),
+                        object: Some(success_status(&r.accept)?),
                         warnings: vec![],
                     })
                 }
@@ -1588,8 +1615,13 @@ impl Watcher {
         if !ev.key.starts_with(prefix) {
             return true;
         }
-        let now = !ev.deleted && self.filter.matches(&ev.object);
-        let before = ev.prev.as_ref().is_some_and(|p| self.filter.matches(p));
+        let everything = self.filter.is_everything();
+        let now = !ev.deleted && (everything || self.filter.matches_attrs(ev.attrs()));
+        let before = ev.prev.is_some()
+            && (everything
+                || ev
+                    .prev_attrs()
+                    .is_some_and(|p| self.filter.matches_attrs(p)));
         let event_type = match (ev.deleted, before, now) {
             (true, true, _) => "DELETED",
             (true, false, _) => return true,
@@ -1605,6 +1637,17 @@ impl Watcher {
         } else {
             String::new()
         };
-        self.send_linked(event_type, &ev.object, traceparent).await
+        let event = match ev.encoded(self.served, &self.accept, |obj| {
+            raw_as(obj, self.served, &self.accept)
+        }) {
+            Ok(o) => pb::WatchEvent {
+                r#type: event_type.into(),
+                object: Some(o),
+                traceparent,
+            },
+            Err(e) => return self.send_error(e).await,
+        };
+        self.metrics.watch_events.add(1, &[]);
+        self.tx.send(Ok(event)).await.is_ok()
     }
 }

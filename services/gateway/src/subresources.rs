@@ -1,7 +1,7 @@
 //! Subresources that are not plain object writes: `scale`, `binding`, `eviction`.
 
 use navarch_api::codec::{self, FieldValidation};
-use navarch_api::core::v1::{Pod, PodCondition};
+use navarch_api::core::v1::{Binding, Pod, PodCondition};
 use navarch_api::kinds::KindInfo;
 use navarch_api::meta::v1::ObjectMeta;
 use navarch_api::{ApiError, FieldError, Object, Reason};
@@ -165,18 +165,38 @@ pub async fn update_scale(
     Ok(scale_of(&updated))
 }
 
+/// A subresource body decoded into its generated type: protobuf directly (the hot paths),
+/// JSON and YAML through [`decode_body`]'s schema check.
+pub fn decode_typed_body<T: prost::Message + Default + prost::Name>(
+    raw: &[u8],
+    content_type: &str,
+) -> Result<T, ApiError> {
+    match content_type {
+        "" | navarch_api::object::content_type::PROTOBUF => {
+            T::decode(raw).map_err(|e| ApiError::bad_request(format!("invalid protobuf: {e}")))
+        }
+        _ => {
+            let json = decode_body(&T::full_name(), raw, content_type)?;
+            codec::decode_json::<T>(&json, FieldValidation::Ignore)
+                .map(|(typed, _)| typed)
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+    }
+}
+
 /// `pods/binding`: assigns a pod to a node, failing if it is already bound.
 pub async fn bind(
     registry: &Registry,
     pods: &'static KindInfo,
     namespace: &str,
     name: &str,
-    binding: &Json,
+    binding: &Binding,
     opts: &WriteOptions,
-) -> Result<Json, ApiError> {
+) -> Result<(), ApiError> {
     let target = binding
-        .pointer("/target/name")
-        .and_then(Json::as_str)
+        .target
+        .as_ref()
+        .and_then(|t| t.name.as_deref())
         .unwrap_or_default();
     if target.is_empty() {
         return Err(ApiError::invalid(
@@ -187,8 +207,9 @@ pub async fn bind(
         ));
     }
     let pod_name = binding
-        .pointer("/metadata/name")
-        .and_then(Json::as_str)
+        .metadata
+        .as_ref()
+        .and_then(|m| m.name.as_deref())
         .filter(|n| !n.is_empty())
         .unwrap_or(name)
         .to_string();
@@ -197,47 +218,49 @@ pub async fn bind(
         .map(|t| t.to_string())
         .unwrap_or_default();
     registry
-        .guaranteed_update(pods, namespace, &pod_name, opts.dry_run, |pod| {
-            // Typed, not through JSON: binding is the scheduler's hot path.
-            let mut typed: Pod = pod.to_typed()?;
-            let spec = typed.spec.get_or_insert_with(Default::default);
-            if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
-                return Err(ApiError::conflict(
-                    "pods/binding",
-                    &pod_name,
-                    &format!("pod {pod_name} is already assigned to node \"{node}\""),
-                ));
-            }
-            if typed
-                .metadata
-                .as_ref()
-                .is_some_and(|m| m.deletion_timestamp.is_some())
-            {
-                return Err(ApiError::conflict(
-                    "pods/binding",
-                    &pod_name,
-                    &format!("pod {pod_name} is being deleted, cannot be assigned to a host"),
-                ));
-            }
-            spec.node_name = Some(target.to_string());
-            // The PodScheduled condition, as Kubernetes' binding sets it.
-            let status = typed.status.get_or_insert_with(Default::default);
-            status
-                .conditions
-                .retain(|c| c.r#type.as_deref() != Some("PodScheduled"));
-            status.conditions.push(PodCondition {
-                r#type: Some("PodScheduled".into()),
-                status: Some("True".into()),
-                last_transition_time: Some(now.clone()),
-                ..Default::default()
-            });
-            *pod = Object::from_typed(&typed)?;
-            Ok(())
-        })
+        .guaranteed_update_typed(
+            pods,
+            namespace,
+            &pod_name,
+            opts.dry_run,
+            |typed: &mut Pod| {
+                // Typed, not dynamic: binding is the scheduler's hot path.
+                let spec = typed.spec.get_or_insert_with(Default::default);
+                if let Some(node) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
+                    return Err(ApiError::conflict(
+                        "pods/binding",
+                        &pod_name,
+                        &format!("pod {pod_name} is already assigned to node \"{node}\""),
+                    ));
+                }
+                if typed
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.deletion_timestamp.is_some())
+                {
+                    return Err(ApiError::conflict(
+                        "pods/binding",
+                        &pod_name,
+                        &format!("pod {pod_name} is being deleted, cannot be assigned to a host"),
+                    ));
+                }
+                spec.node_name = Some(target.to_string());
+                // The PodScheduled condition, as Kubernetes' binding sets it.
+                let status = typed.status.get_or_insert_with(Default::default);
+                status
+                    .conditions
+                    .retain(|c| c.r#type.as_deref() != Some("PodScheduled"));
+                status.conditions.push(PodCondition {
+                    r#type: Some("PodScheduled".into()),
+                    status: Some("True".into()),
+                    last_transition_time: Some(now.clone()),
+                    ..Default::default()
+                });
+                Ok(())
+            },
+        )
         .await?;
-    Ok(
-        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
-    )
+    Ok(())
 }
 
 /// `pods/eviction`: deletes the pod with the eviction's delete options.

@@ -7,13 +7,17 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::StreamExt;
-use navarch_api::kinds;
+use navarch_api::gateway::v1 as pb;
+use navarch_api::kinds::{self, KindInfo};
 use navarch_api::{ApiError, Object};
 use navarch_store::{EventKind, Revision, Store, StoreError, WatchEvent};
 use tokio::sync::{broadcast, watch};
+
+use crate::filter::Attrs;
 
 /// One change, decoded.
 #[derive(Debug)]
@@ -26,6 +30,65 @@ pub struct CacheEvent {
     pub object: Object,
     /// The object before the change, if it existed.
     pub prev: Option<Object>,
+    /// Computed once, on first use, for every watcher that filters this change.
+    attrs: OnceLock<Attrs>,
+    prev_attrs: OnceLock<Option<Attrs>>,
+    /// The object as sent to watchers, per served kind and content type: encoded once, not
+    /// once per watcher.
+    encoded: std::sync::Mutex<Vec<(&'static KindInfo, String, pb::RawObject)>>,
+}
+
+impl CacheEvent {
+    pub fn new(
+        revision: Revision,
+        key: String,
+        deleted: bool,
+        object: Object,
+        prev: Option<Object>,
+    ) -> Self {
+        Self {
+            revision,
+            key,
+            deleted,
+            object,
+            prev,
+            attrs: OnceLock::new(),
+            prev_attrs: OnceLock::new(),
+            encoded: Default::default(),
+        }
+    }
+
+    /// The filter attributes of [`Self::object`].
+    pub fn attrs(&self) -> &Attrs {
+        self.attrs.get_or_init(|| Attrs::of(&self.object))
+    }
+
+    /// The filter attributes of [`Self::prev`].
+    pub fn prev_attrs(&self) -> Option<&Attrs> {
+        self.prev_attrs
+            .get_or_init(|| self.prev.as_ref().map(Attrs::of))
+            .as_ref()
+    }
+
+    /// [`Self::object`] encoded as `served` in `accept`, by `encode` the first time a watcher
+    /// asks for that form.
+    pub fn encoded(
+        &self,
+        served: &'static KindInfo,
+        accept: &str,
+        encode: impl FnOnce(&Object) -> Result<pb::RawObject, ApiError>,
+    ) -> Result<pb::RawObject, ApiError> {
+        let mut cache = self.encoded.lock().expect("encoding cache lock");
+        if let Some((_, _, raw)) = cache
+            .iter()
+            .find(|(k, a, _)| std::ptr::eq(*k, served) && a == accept)
+        {
+            return Ok(raw.clone());
+        }
+        let raw = encode(&self.object)?;
+        cache.push((served, accept.to_string(), raw.clone()));
+        Ok(raw)
+    }
 }
 
 /// Decodes a store event into a cache event; `None` for keys that are not objects.
@@ -42,13 +105,13 @@ pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
         EventKind::Put => (false, decode(&ev.kv, ev.kv.mod_revision)?),
         EventKind::Delete => (true, decode(ev.prev.as_ref()?, ev.kv.mod_revision)?),
     };
-    Some(CacheEvent {
-        revision: ev.kv.mod_revision,
-        key: ev.kv.key.clone(),
+    Some(CacheEvent::new(
+        ev.kv.mod_revision,
+        ev.kv.key.clone(),
         deleted,
         object,
         prev,
-    })
+    ))
 }
 
 struct Buffer {

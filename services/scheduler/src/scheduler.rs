@@ -448,17 +448,19 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
             }
             continue;
         }
-        let mut placed = Vec::with_capacity(batch.len());
         let mut failed = Vec::new();
         let mut preemptions = Vec::new();
-        {
-            let mut st = shared.state();
-            let State {
-                snapshot,
-                queue,
-                cursor,
-            } = &mut *st;
-            for p in batch {
+        for p in batch {
+            // The state lock is taken per pod, not per batch: the informers' handlers (which
+            // take it on every pod and node change) wait for one decision at most, instead of
+            // blocking a runtime thread for a whole batch.
+            let placed = {
+                let mut st = shared.state();
+                let State {
+                    snapshot,
+                    queue,
+                    cursor,
+                } = &mut *st;
                 let key = &p.info.key;
                 if snapshot.placement(key).is_some() {
                     // Bound meanwhile (by another scheduler instance or by hand).
@@ -473,7 +475,7 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
                     Ok(decision) => {
                         shared.metrics.attempt("scheduled", took);
                         snapshot.place(p.info.clone(), &decision.node, true);
-                        placed.push((p, decision.node));
+                        Some(decision.node)
                     }
                     Err(fit) => {
                         shared.metrics.attempt("unschedulable", took);
@@ -482,8 +484,17 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
                         if let Some(candidate) = try_preemption(&shared, &p.info, snapshot) {
                             preemptions.push((p.info.clone(), candidate));
                         }
+                        None
                     }
                 }
+            };
+            if let Some(node) = placed {
+                // Bound as soon as decided, so bindings flow while the batch is scheduled.
+                let permit = tokio::select! {
+                    permit = shared.binds.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    _ = stop.cancelled() => return,
+                };
+                binds.spawn(bind(shared.clone(), p, node, permit));
             }
         }
         for (pod, candidate) in preemptions {
@@ -493,13 +504,6 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
             tracing::debug!(pod = %key, %message, "pod is unschedulable");
             shared.failures().insert(key.clone(), message);
             shared.status_queue.add(key);
-        }
-        for (pod, node) in placed {
-            let permit = tokio::select! {
-                permit = shared.binds.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                _ = stop.cancelled() => return,
-            };
-            binds.spawn(bind(shared.clone(), pod, node, permit));
         }
     }
 }

@@ -302,8 +302,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn get(&self, key: &str, revision: Revision) -> Result<Option<KeyValue>, StoreError> {
-        let key = key.to_owned();
-        self.read(move |shared| shared.get(&key, revision)).await
+        // A point read is a few B-tree pages, microseconds: done in place, where handing it
+        // to the blocking pool and back would cost more than the read (lists, which can be
+        // long, go to the pool).
+        self.shared.get(key, revision)
     }
 
     async fn list(&self, req: ListRequest) -> Result<ListPage, StoreError> {
