@@ -1468,12 +1468,23 @@ struct Watcher {
 
 impl Watcher {
     async fn send(&self, event_type: &str, obj: &Object) -> bool {
-        self.send_linked(event_type, obj, String::new()).await
+        self.send_raw(
+            event_type,
+            raw_as(obj, self.served, &self.accept),
+            String::new(),
+        )
+        .await
     }
 
-    /// [`Self::send`], carrying the trace context of the write that made the change.
-    async fn send_linked(&self, event_type: &str, obj: &Object, traceparent: String) -> bool {
-        let event = match raw_as(obj, self.served, &self.accept) {
+    /// Sends an encoded object (or the error encoding it), carrying the trace context of the
+    /// write that made the change.
+    async fn send_raw(
+        &self,
+        event_type: &str,
+        encoded: Result<pb::RawObject, ApiError>,
+        traceparent: String,
+    ) -> bool {
+        let event = match encoded {
             Ok(o) => pb::WatchEvent {
                 r#type: event_type.into(),
                 object: Some(o),
@@ -1637,17 +1648,9 @@ impl Watcher {
         } else {
             String::new()
         };
-        let event = match ev.encoded(self.served, &self.accept, |obj| {
+        let encoded = ev.encoded(self.served, &self.accept, |obj| {
             raw_as(obj, self.served, &self.accept)
-        }) {
-            Ok(o) => pb::WatchEvent {
-                r#type: event_type.into(),
-                object: Some(o),
-                traceparent,
-            },
-            Err(e) => return self.send_error(e).await,
-        };
-        self.metrics.watch_events.add(1, &[]);
-        self.tx.send(Ok(event)).await.is_ok()
+        });
+        self.send_raw(event_type, encoded, traceparent).await
     }
 }
