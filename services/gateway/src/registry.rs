@@ -732,46 +732,10 @@ impl Registry {
 
     /// A system write that is not a user update (pod binding): `change` edits the current
     /// object, which is then written with its revision as precondition (retrying on conflict),
-    /// without the update strategy's immutability rules.
-    pub async fn guaranteed_update(
-        &self,
-        kind: &'static KindInfo,
-        namespace: &str,
-        name: &str,
-        dry_run: bool,
-        change: impl Fn(&mut Object) -> Result<(), ApiError>,
-    ) -> Result<Object, ApiError> {
-        for _ in 0..PATCH_RETRIES {
-            let (mut obj, kv) = self
-                .read(kind, namespace, name)
-                .await?
-                .ok_or_else(|| ApiError::not_found(&kind.group_resource(), name))?;
-            change(&mut obj)?;
-            if dry_run {
-                return Ok(obj);
-            }
-            let key = object_key(kind, namespace, name);
-            let txn = Txn::new()
-                .when(&key, Compare::ModRevision(kv.mod_revision))
-                .put(&key, to_stored(&obj));
-            if let TxnOutcome::Committed { revision, .. } =
-                self.store.txn(txn).await.map_err(store_error)?
-            {
-                obj.set_resource_version(Some(revision));
-                return Ok(obj);
-            }
-        }
-        Err(ApiError::conflict(
-            &kind.group_resource(),
-            name,
-            "the object kept changing",
-        ))
-    }
-
-    /// [`Self::guaranteed_update`] on the kind's generated type `T`, without the dynamic form
-    /// (a decode and an encode instead of four conversions): for the hot paths (bindings).
-    /// Returns the revision written (0 for a dry run).
-    pub async fn guaranteed_update_typed<T: prost::Message + Default>(
+    /// without the update strategy's immutability rules. It works on the kind's generated type
+    /// `T`, not the dynamic form (one decode and one encode: bindings are a hot path), and
+    /// returns the revision written (0 for a dry run).
+    pub async fn guaranteed_update<T: prost::Message + Default>(
         &self,
         kind: &'static KindInfo,
         namespace: &str,

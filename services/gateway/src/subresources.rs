@@ -218,7 +218,7 @@ pub async fn bind(
         .map(|t| t.to_string())
         .unwrap_or_default();
     registry
-        .guaranteed_update_typed(
+        .guaranteed_update(
             pods,
             namespace,
             &pod_name,
