@@ -202,25 +202,29 @@ async fn hpa_scales_up_under_load_and_down_after_the_stabilization_window() {
         waited >= Duration::from_millis(2600),
         "scaled down after {waited:?}, inside the 3 s stabilization window"
     );
-    let events = t(c.list::<CoreEvent>("default", &ListParams::default()))
-        .await
-        .unwrap()
-        .items;
-    let rescales: Vec<String> = events
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("SuccessfulRescale"))
-        .filter_map(|e| e.message.clone())
-        .collect();
+    // Events are recorded after the scale write lands, so the last one may trail it.
+    let rescales = || async {
+        t(c.list::<CoreEvent>("default", &ListParams::default()))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulRescale"))
+            .filter_map(|e| e.message)
+            .collect::<Vec<String>>()
+    };
+    eventually("both SuccessfulRescale events", || async {
+        let rescales = rescales().await;
+        rescales
+            .iter()
+            .any(|m| m == "New size: 1; reason: All metrics below target")
+    })
+    .await;
+    let rescales = rescales().await;
     assert!(
         rescales.iter().any(|m| m.starts_with(
             "New size: 4; reason: cpu resource utilization (percentage of request) above target"
         )),
-        "{rescales:?}"
-    );
-    assert!(
-        rescales
-            .iter()
-            .any(|m| m == "New size: 1; reason: All metrics below target"),
         "{rescales:?}"
     );
 
