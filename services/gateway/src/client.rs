@@ -186,6 +186,48 @@ fn status(e: tonic::Status) -> ApiError {
     ApiError::from_grpc(&e)
 }
 
+/// One item of [`Client::bind_all`].
+#[derive(Clone, Copy, Debug)]
+pub struct PodBinding<'a> {
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub node: &'a str,
+    /// The trace the binding continues (W3C `traceparent`), if any.
+    pub traceparent: Option<&'a str>,
+}
+
+/// A `pods/binding` create of `pod` onto `node`.
+fn binding_request(namespace: &str, pod: &str, node: &str) -> pb::CreateRequest {
+    let binding = navarch_api::core::v1::Binding {
+        metadata: Some(navarch_api::meta::v1::ObjectMeta {
+            name: Some(pod.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }),
+        target: Some(navarch_api::core::v1::ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    pb::CreateRequest {
+        resource: resource(
+            kinds::of::<navarch_api::core::v1::Pod>().expect("pods are served"),
+            "binding",
+        ),
+        namespace: namespace.into(),
+        name: pod.into(),
+        object: Some(pb::RawObject {
+            api_version: "v1".into(),
+            kind: "Binding".into(),
+            raw: binding.encode_to_vec(),
+            content_type: content_type::PROTOBUF.into(),
+        }),
+        ..Default::default()
+    }
+}
+
 impl Client {
     /// Connects over TLS, verifying the gateway against the cluster CA (PEM), and
     /// authenticates with `credentials`: a bearer token (`&str`) or a client certificate.
@@ -503,36 +545,49 @@ impl Client {
     }
 
     pub async fn bind(&self, namespace: &str, pod: &str, node: &str) -> Result<(), ApiError> {
-        let binding = navarch_api::core::v1::Binding {
-            metadata: Some(navarch_api::meta::v1::ObjectMeta {
-                name: Some(pod.into()),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            }),
-            target: Some(navarch_api::core::v1::ObjectReference {
-                kind: Some("Node".into()),
-                name: Some(node.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let req = pb::CreateRequest {
-            resource: resource(
-                kinds::of::<navarch_api::core::v1::Pod>().expect("pods are served"),
-                "binding",
-            ),
-            namespace: namespace.into(),
-            name: pod.into(),
-            object: Some(pb::RawObject {
-                api_version: "v1".into(),
-                kind: "Binding".into(),
-                raw: binding.encode_to_vec(),
-                content_type: content_type::PROTOBUF.into(),
-            }),
-            ..Default::default()
-        };
-        self.inner.clone().create(req).await.map_err(status)?;
+        self.inner
+            .clone()
+            .create(binding_request(namespace, pod, node))
+            .await
+            .map_err(status)?;
         Ok(())
+    }
+
+    /// Binds several pods in one call, each checked and written as [`Client::bind`] would:
+    /// one result per item, in order.
+    pub async fn bind_all(
+        &self,
+        bindings: &[PodBinding<'_>],
+    ) -> Result<Vec<Result<(), ApiError>>, ApiError> {
+        let items = bindings
+            .iter()
+            .map(|b| pb::create_bindings_request::Item {
+                request: Some(binding_request(b.namespace, b.pod, b.node)),
+                traceparent: b.traceparent.unwrap_or_default().to_string(),
+            })
+            .collect();
+        let results = self
+            .inner
+            .clone()
+            .create_bindings(pb::CreateBindingsRequest { items })
+            .await
+            .map_err(status)?
+            .into_inner()
+            .results;
+        if results.len() != bindings.len() {
+            return Err(ApiError::internal(format!(
+                "CreateBindings answered {} results for {} bindings",
+                results.len(),
+                bindings.len()
+            )));
+        }
+        Ok(results
+            .iter()
+            .map(|s| match s.status.as_deref() {
+                Some("Success") => Ok(()),
+                _ => Err(ApiError::from_status(s)),
+            })
+            .collect())
     }
 
     /// The `scale` subresource of a Deployment, ReplicaSet or StatefulSet (any kind with

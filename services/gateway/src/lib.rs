@@ -39,7 +39,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use auth::{AuthChain, Authenticator, Authorizer, MastersOnly, TokenFile, UserInfo};
-pub use client::Client;
+pub use client::{Client, PodBinding};
 pub use registry::Registry;
 
 /// Events the watch cache keeps in memory for watchers that resume.

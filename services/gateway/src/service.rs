@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use futures::{Stream, StreamExt};
 use navarch_api::codec::FieldValidation;
@@ -185,10 +186,21 @@ impl GatewayService {
         start: Instant,
         result: Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
-        let code = match &result {
-            Ok(_) => 200,
-            Err(e) => e.code(),
-        };
+        self.record(audit, verb, resource, start, result.as_ref().err());
+        result.map(Response::new).map_err(Status::from)
+    }
+
+    /// Counts a request (or one item of a batch) in the metrics and the audit log, and logs
+    /// it if the server failed it.
+    fn record(
+        &self,
+        audit: &Audit,
+        verb: &'static str,
+        resource: &str,
+        start: Instant,
+        error: Option<&ApiError>,
+    ) {
+        let code = error.map_or(200, ApiError::code);
         let attrs = [
             Attr::new("verb", verb),
             Attr::new("resource", resource.to_string()),
@@ -207,15 +219,32 @@ impl GatewayService {
             };
             audit.write(log, verb, http, start);
         }
-        match result {
-            Ok(v) => Ok(Response::new(v)),
-            Err(e) => {
-                if e.code() >= 500 {
-                    tracing::warn!(verb, resource, code, error = %e.message, "request failed");
-                }
-                Err(e.into())
-            }
+        if let Some(e) = error.filter(|e| e.code() >= 500) {
+            tracing::warn!(verb, resource, code, error = %e.message, "request failed");
         }
+    }
+
+    /// `pods/binding` (Create's subresource, and each item of CreateBindings).
+    async fn create_binding(&self, user: &UserInfo, r: &pb::CreateRequest) -> Result<(), ApiError> {
+        let (kind, sub) = resolve_for_write(r.resource.as_ref())?;
+        if kind.kind != "Pod" || sub != "binding" {
+            return Err(ApiError::bad_request(format!(
+                "CreateBindings takes pods/binding only, not {}{}{sub}",
+                kind.plural,
+                if sub.is_empty() { "" } else { "/" },
+            )));
+        }
+        let opts = write_options(r.options.as_ref(), user)?;
+        self.authorize(user, "create", kind, "binding", &r.namespace, &r.name)?;
+        let body = r
+            .object
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("object is required"))?;
+        let binding = subresources::decode_typed_body::<navarch_api::core::v1::Binding>(
+            &body.raw,
+            &body.content_type,
+        )?;
+        subresources::bind(&self.registry, kind, &r.namespace, &r.name, &binding, &opts).await
     }
 }
 
@@ -331,16 +360,21 @@ fn raw_as(
     raw(&conversion::to_served(obj.clone(), served)?, accept)
 }
 
-/// `Status: Success, code 201`, the answer to a binding, in `accept`.
-fn success_status(accept: &str) -> Result<pb::RawObject, ApiError> {
-    let status = navarch_api::meta::v1::Status {
+/// `Status: Success, code 201`, the answer to a binding.
+fn success() -> navarch_api::meta::v1::Status {
+    navarch_api::meta::v1::Status {
         api_version: Some("v1".into()),
         kind: Some("Status".into()),
         metadata: Some(Default::default()),
         status: Some("Success".into()),
         code: Some(201),
         ..Default::default()
-    };
+    }
+}
+
+/// [`success`] in `accept`.
+fn success_status(accept: &str) -> Result<pb::RawObject, ApiError> {
+    let status = success();
     match accept {
         "" | navarch_api::object::content_type::PROTOBUF => Ok(pb::RawObject {
             api_version: "v1".into(),
@@ -998,24 +1032,7 @@ impl Gateway for GatewayService {
                     })
                 }
                 "binding" if kind.kind == "Pod" => {
-                    self.authorize(&user, "create", kind, "binding", &r.namespace, &r.name)?;
-                    let body = r
-                        .object
-                        .as_ref()
-                        .ok_or_else(|| ApiError::bad_request("object is required"))?;
-                    let binding = subresources::decode_typed_body::<navarch_api::core::v1::Binding>(
-                        &body.raw,
-                        &body.content_type,
-                    )?;
-                    subresources::bind(
-                        &self.registry,
-                        kind,
-                        &r.namespace,
-                        &r.name,
-                        &binding,
-                        &opts,
-                    )
-                    .await?;
+                    self.create_binding(&user, &r).await?;
                     Ok(pb::ObjectResponse {
                         object: Some(success_status(&r.accept)?),
                         warnings: vec![],
@@ -1091,6 +1108,68 @@ impl Gateway for GatewayService {
         }
         .await;
         self.finish(&audit, "create", &resource, start, result)
+    }
+
+    async fn create_bindings(
+        &self,
+        req: Request<pb::CreateBindingsRequest>,
+    ) -> Result<Response<pb::CreateBindingsResponse>, Status> {
+        let user = self.user(&req).await;
+        let items: Vec<(pb::CreateRequest, String)> = req
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|item| (item.request.unwrap_or_default(), item.traceparent))
+            .collect();
+        let user = match user {
+            Ok(user) => user,
+            Err(e) => {
+                let start = Instant::now();
+                for (r, _) in &items {
+                    let audit =
+                        Audit::new(&Err(e.clone()), &r.namespace, &r.name, r.resource.as_ref());
+                    let resource = resource_name(r.resource.as_ref());
+                    self.record(&audit, "create", &resource, start, Some(&e));
+                }
+                return Err(e.into());
+            }
+        };
+        // Concurrently, so the store commits the batch's writes together; each in the trace
+        // of its own pod.
+        let results = futures::future::join_all(items.iter().map(|(r, traceparent)| {
+            let span = if navarch_telemetry::traces::exporting() {
+                let span = tracing::info_span!(
+                    "binding",
+                    component = "gateway",
+                    rpc.method = "CreateBindings",
+                    pod = %format!("{}/{}", r.namespace, r.name),
+                );
+                navarch_telemetry::traces::set_parent_traceparent(&span, traceparent);
+                span
+            } else {
+                tracing::Span::none()
+            };
+            let user = &user;
+            async move {
+                let start = Instant::now();
+                let audit = Audit::new(
+                    &Ok(user.clone()),
+                    &r.namespace,
+                    &r.name,
+                    r.resource.as_ref(),
+                );
+                let result = self.create_binding(user, r).await;
+                let resource = resource_name(r.resource.as_ref());
+                self.record(&audit, "create", &resource, start, result.as_ref().err());
+                match result {
+                    Ok(()) => success(),
+                    Err(e) => e.to_status(),
+                }
+            }
+            .instrument(span)
+        }))
+        .await;
+        Ok(Response::new(pb::CreateBindingsResponse { results }))
     }
 
     async fn update(

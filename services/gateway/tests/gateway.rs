@@ -9,9 +9,9 @@ use navarch_api::apps::v1::{Deployment, DeploymentSpec};
 use navarch_api::core::v1::{ConfigMap, Container, Namespace, Pod, PodSpec, PodTemplateSpec};
 use navarch_api::meta::v1::{LabelSelector, ObjectMeta};
 use navarch_api::{ApiError, Reason};
-use navarch_gateway::auth::{AuthChain, TokenFile, UserInfo};
+use navarch_gateway::auth::{Attributes, AuthChain, Authorizer, TokenFile, UserInfo};
 use navarch_gateway::client::{ListParams, WatchEvent};
-use navarch_gateway::{Client, GatewayConfig, MastersOnly, RunningGateway};
+use navarch_gateway::{Client, GatewayConfig, MastersOnly, PodBinding, RunningGateway};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -24,6 +24,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(Arc::new(MastersOnly)).await
+    }
+
+    async fn start_with(authorizer: Arc<dyn Authorizer>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let pki = navarch_pki::ClusterPki::load_or_create(&dir.path().join("pki"), &[]).unwrap();
         let mut tokens = TokenFile::default();
@@ -50,7 +54,7 @@ impl Cluster {
             listen: "127.0.0.1:0".parse().unwrap(),
             store,
             authenticator: AuthChain::new(vec![Arc::new(tokens)]),
-            authorizer: Arc::new(MastersOnly),
+            authorizer,
             tls: Some(pki.server_config(&[b"h2"])),
             tokens: None,
             audit: None,
@@ -526,6 +530,148 @@ async fn pods_bind_through_the_binding_subresource() {
         deleting.metadata.unwrap().deletion_grace_period_seconds,
         Some(30)
     );
+    cluster.stop().await;
+}
+
+/// Admins may do anything; bob may bind pods in `team-a` and nothing else.
+struct TeamABinder;
+
+impl Authorizer for TeamABinder {
+    fn authorize(&self, user: &UserInfo, a: &Attributes) -> Result<(), ApiError> {
+        let binds_in_team_a = user.name == "bob"
+            && a.verb == "create"
+            && a.resource == "pods"
+            && a.subresource == "binding"
+            && a.namespace == "team-a";
+        if user.in_group("system:masters") || binds_in_team_a {
+            return Ok(());
+        }
+        Err(navarch_gateway::auth::forbidden(user, a))
+    }
+}
+
+fn binding<'a>(namespace: &'a str, pod: &'a str, node: &'a str) -> PodBinding<'a> {
+    PodBinding {
+        namespace,
+        pod,
+        node,
+        traceparent: None,
+    }
+}
+
+#[tokio::test]
+async fn create_bindings_checks_and_answers_each_item_on_its_own() {
+    let cluster = Cluster::start_with(Arc::new(TeamABinder)).await;
+    let admin = cluster.client("admin-token").await;
+    for ns in ["team-a", "team-b"] {
+        let namespace = Namespace {
+            metadata: meta(ns),
+            ..Default::default()
+        };
+        t(admin.create("", &namespace)).await.unwrap();
+        for name in ["p1", "p2", "p3"] {
+            let pod = Pod {
+                metadata: meta(name),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: Some("c".into()),
+                        image: Some("busybox".into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            t(admin.create(ns, &pod)).await.unwrap();
+        }
+    }
+    t(admin.bind("team-a", "p3", "node-0")).await.unwrap();
+
+    let bob = cluster.client("bob-token").await;
+    let results = t(bob.bind_all(&[
+        binding("team-a", "p1", "node-1"),
+        binding("team-b", "p1", "node-1"),
+        binding("team-a", "missing", "node-1"),
+        binding("team-a", "p3", "node-1"),
+        binding("team-a", "p2", ""),
+        binding("team-a", "p2", "node-2"),
+    ]))
+    .await
+    .unwrap();
+    let reasons: Vec<Option<Reason>> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.reason))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            None,
+            Some(Reason::Forbidden),
+            Some(Reason::NotFound),
+            Some(Reason::Conflict),
+            Some(Reason::Invalid),
+            None,
+        ],
+        "{results:?}"
+    );
+    let forbidden = results[1].as_ref().unwrap_err();
+    assert!(
+        forbidden
+            .message
+            .contains("User \"bob\" cannot create resource \"pods/binding\""),
+        "{forbidden}"
+    );
+    let invalid = results[4].as_ref().unwrap_err();
+    assert_eq!(invalid.causes[0].field, "target.name", "{invalid}");
+    let already = results[3].as_ref().unwrap_err();
+    assert!(
+        already
+            .message
+            .contains("already assigned to node \"node-0\""),
+        "{already}"
+    );
+
+    let node_of = |ns: &'static str, name: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let pod: Pod = t(admin.get(ns, name)).await.unwrap();
+            pod.spec.and_then(|s| s.node_name)
+        }
+    };
+    assert_eq!(node_of("team-a", "p1").await.as_deref(), Some("node-1"));
+    assert_eq!(node_of("team-a", "p2").await.as_deref(), Some("node-2"));
+    assert_eq!(node_of("team-a", "p3").await.as_deref(), Some("node-0"));
+    assert_eq!(node_of("team-b", "p1").await, None);
+
+    // Only pods/binding goes through CreateBindings.
+    let item = navarch_api::gateway::v1::create_bindings_request::Item {
+        request: Some(navarch_api::gateway::v1::CreateRequest {
+            resource: Some(navarch_api::gateway::v1::Resource {
+                group: "".into(),
+                version: "v1".into(),
+                resource: "configmaps".into(),
+                subresource: "".into(),
+            }),
+            namespace: "team-a".into(),
+            ..Default::default()
+        }),
+        traceparent: String::new(),
+    };
+    let answer = t(admin
+        .raw()
+        .create_bindings(navarch_api::gateway::v1::CreateBindingsRequest { items: vec![item] }))
+    .await
+    .unwrap()
+    .into_inner();
+    let refused = ApiError::from_status(&answer.results[0]);
+    assert_eq!(refused.reason, Reason::BadRequest, "{refused}");
+
+    // Without credentials the whole call is refused.
+    let anonymous = cluster.client("").await;
+    let err = t(anonymous.bind_all(&[binding("team-a", "p2", "node-3")]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason, Reason::Unauthorized);
     cluster.stop().await;
 }
 

@@ -11,13 +11,14 @@ use std::time::Duration;
 use navarch_api::core::v1::{Node, Pod, PodCondition};
 use navarch_api::scheduling::v1::PriorityClass;
 use navarch_api::{ApiError, Reason};
-use navarch_gateway::Client;
+use navarch_gateway::{Client, PodBinding};
 use navarch_runtime::controller::backoff_on_error;
 use navarch_runtime::events::object_reference;
 use navarch_runtime::{
     Action, Controller, Event, EventRecorder, EventType, Informer, InformerFactory,
     LeaderElectionConfig, LeaderElector, ObjectKey, Scope, WorkQueue,
 };
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -40,8 +41,13 @@ pub struct SchedulerConfig {
     pub identity: String,
     /// `None` runs without leader election (one scheduler only, tests).
     pub leader_election: Option<LeaderElectionConfig>,
-    /// Binding calls in flight at most.
+    /// Pods whose binding is in flight, at most.
     pub bind_concurrency: usize,
+    /// CreateBindings calls in flight at most: decisions made while they are out wait and
+    /// go together in the next call.
+    pub bind_calls: usize,
+    /// Bindings per CreateBindings call, at most.
+    pub bind_batch: usize,
     /// Pods scheduled per pass of the loop (while holding the snapshot).
     pub batch: usize,
     /// Overrides the adaptive share of nodes searched for feasible ones (1–100).
@@ -93,6 +99,8 @@ impl SchedulerConfig {
             )),
             identity,
             bind_concurrency: 256,
+            bind_calls: 4,
+            bind_batch: 128,
             batch: 64,
             percentage_of_nodes_to_score: None,
             record_events: true,
@@ -421,6 +429,8 @@ async fn run_leading(
 /// Takes pods off the queue and places them until `stop`.
 async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut binds: JoinSet<()> = JoinSet::new();
+    let (to_binder, decisions) = tokio::sync::mpsc::unbounded_channel();
+    binds.spawn(binder(shared.clone(), decisions));
     let pct = shared.config.percentage_of_nodes_to_score;
     loop {
         if stop.is_cancelled() {
@@ -494,7 +504,25 @@ async fn schedule_loop(shared: Arc<Shared>, stop: CancellationToken) {
                     permit = shared.binds.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                     _ = stop.cancelled() => return,
                 };
-                binds.spawn(bind(shared.clone(), p, node, permit));
+                let span = navarch_telemetry::linked_span!(
+                    "schedule",
+                    navarch_telemetry::traces::link_key("", "pods", &p.info.key.namespace, &p.info.key.name),
+                    component = "scheduler",
+                    pod = %p.info.key,
+                    node = %node,
+                );
+                let traceparent = span.in_scope(navarch_telemetry::traces::current_traceparent);
+                let decided = Decided {
+                    pod: p,
+                    node,
+                    span,
+                    traceparent,
+                    started: Instant::now(),
+                    _permit: permit,
+                };
+                if to_binder.send(decided).is_err() {
+                    return; // the binder is gone: stopping
+                }
             }
         }
         for (pod, candidate) in preemptions {
@@ -598,24 +626,79 @@ async fn preempt(shared: Arc<Shared>, pod: Arc<PodInfo>, candidate: preemption::
     shared.wake.notify_one();
 }
 
-/// Binds one assumed pod; on failure takes the assumption back and retries with back-off.
-async fn bind(shared: Arc<Shared>, pod: Popped, node: String, _permit: OwnedSemaphorePermit) {
-    let key = &pod.info.key;
-    let started = Instant::now();
-    // The trace of the pod's creation continues here (the decision itself took microseconds
-    // under the state lock; the bind is where the time goes).
-    let span = navarch_telemetry::linked_span!(
-        "schedule",
-        navarch_telemetry::traces::link_key("", "pods", &key.namespace, &key.name),
-        component = "scheduler",
-        pod = %key,
-        node = %node,
-    );
-    let result = shared
+/// A decision on its way to the gateway.
+struct Decided {
+    pod: Popped,
+    node: String,
+    /// Open from the decision until the binding's answer; continues the trace of the pod's
+    /// creation.
+    span: tracing::Span,
+    /// `span`'s context, for the gateway's side of the binding.
+    traceparent: Option<String>,
+    started: Instant,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Sends decisions to the gateway in CreateBindings calls: at most `bind_calls` at once, each
+/// with whatever was decided while the others were out (up to `bind_batch`).
+async fn binder(shared: Arc<Shared>, mut decisions: UnboundedReceiver<Decided>) {
+    let calls_allowed = Arc::new(Semaphore::new(shared.config.bind_calls.max(1)));
+    let mut calls = JoinSet::new();
+    while let Some(first) = decisions.recv().await {
+        let call = calls_allowed
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let mut batch = vec![first];
+        while batch.len() < shared.config.bind_batch.max(1) {
+            match decisions.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        while calls.try_join_next().is_some() {}
+        calls.spawn(bind(shared.clone(), batch, call));
+    }
+}
+
+/// Binds assumed pods in one call; a pod whose binding failed loses its assumption and is
+/// retried with back-off.
+async fn bind(shared: Arc<Shared>, batch: Vec<Decided>, _call: OwnedSemaphorePermit) {
+    let items: Vec<PodBinding> = batch
+        .iter()
+        .map(|d| PodBinding {
+            namespace: &d.pod.info.key.namespace,
+            pod: &d.pod.info.key.name,
+            node: &d.node,
+            traceparent: d.traceparent.as_deref(),
+        })
+        .collect();
+    let results = shared
         .client
-        .bind(&key.namespace, &key.name, &node)
-        .instrument(span)
+        .bind_all(&items)
+        .instrument(tracing::info_span!("bind", pods = items.len()))
         .await;
+    let results = match results {
+        Ok(results) => results,
+        Err(e) => vec![Err(e); batch.len()],
+    };
+    for (decided, result) in batch.into_iter().zip(results) {
+        bound(&shared, decided, result);
+    }
+}
+
+/// What a binding's answer means for the pod.
+fn bound(shared: &Shared, decided: Decided, result: Result<(), ApiError>) {
+    let Decided {
+        pod,
+        node,
+        span,
+        started,
+        ..
+    } = decided;
+    let _span = span.enter();
+    let key = &pod.info.key;
     let now = Instant::now();
     match result {
         Ok(()) => {
