@@ -49,6 +49,9 @@ pub struct NodeInfo {
     pub id: u32,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// `labels` as the snapshot's [`crate::snapshot::LabelIds`], sorted by key: what node
+    /// affinity compares (thousands of nodes per pod), integers instead of strings.
+    pub label_ids: Vec<(u32, u32)>,
     /// The snapshot's id for the node's zone label, if it has one.
     pub zone: Option<u32>,
     pub taints: Vec<Taint>,
@@ -109,6 +112,7 @@ impl NodeInfo {
             id,
             name: meta.name.clone().unwrap_or_default(),
             labels: meta.labels.clone(),
+            label_ids: Vec::new(),
             zone: None,
             taints,
             unschedulable: spec.unschedulable.unwrap_or(false),
@@ -130,6 +134,14 @@ impl NodeInfo {
         fresh.pods = std::mem::take(&mut self.pods);
         fresh.used_ports = std::mem::take(&mut self.used_ports);
         *self = fresh;
+    }
+
+    /// The id of the node's value for the label key with id `key`.
+    pub fn label_id(&self, key: u32) -> Option<u32> {
+        self.label_ids
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .map(|i| self.label_ids[i].1)
     }
 
     /// The node's value for a topology key; the host name falls back to the node name.

@@ -67,6 +67,27 @@ impl OwnerCounts {
     }
 }
 
+/// Ids for the strings of node labels (keys and values share one table). Ids are never reused:
+/// the table grows with the distinct label strings nodes have had.
+#[derive(Clone, Debug, Default)]
+pub struct LabelIds(HashMap<String, u32>);
+
+impl LabelIds {
+    /// The id of `s`, if any node has had it as a label key or value.
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.0.get(s).copied()
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.0.get(s) {
+            return id;
+        }
+        let id = self.0.len() as u32;
+        self.0.insert(s.to_string(), id);
+        id
+    }
+}
+
 /// Nodes and the pods on them.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -77,6 +98,7 @@ pub struct Snapshot {
     /// Pods bound to nodes the snapshot does not have (yet).
     orphans: HashMap<String, Vec<Arc<PodInfo>>>,
     zone_ids: HashMap<String, u32>,
+    label_ids: LabelIds,
     owner_ids: HashMap<String, u32>,
     next_owner: u32,
     owners: IdMap<OwnerCounts>,
@@ -134,7 +156,24 @@ impl Snapshot {
         self.zone_ids.get(zone).copied()
     }
 
+    /// The ids of the label keys and values nodes have had.
+    pub fn label_ids(&self) -> &LabelIds {
+        &self.label_ids
+    }
+
+    fn intern_labels(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let mut ids: Vec<(u32, u32)> = n
+            .labels
+            .iter()
+            .map(|(k, v)| (self.label_ids.intern(k), self.label_ids.intern(v)))
+            .collect();
+        ids.sort_unstable();
+        n.label_ids = ids;
+    }
+
     fn intern_zone(&mut self, node: usize) {
+        self.intern_labels(node);
         let zone = self.nodes[node].labels.get(LABEL_ZONE).map(|z| {
             let next = self.zone_ids.len() as u32;
             *self.zone_ids.entry(z.clone()).or_insert(next)
