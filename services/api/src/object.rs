@@ -155,6 +155,23 @@ impl Object {
         self.message.encode_to_vec()
     }
 
+    /// The protobuf encoding of the object stored as `stored` (its encoding without
+    /// resourceVersion) at `revision`, without decoding it: the stored bytes followed by
+    /// apiVersion, kind and `metadata.resourceVersion`, which protobuf decoders merge into
+    /// the message (a scalar's last occurrence wins, an embedded message's occurrences
+    /// merge). The same object as [`Object::decode`], [`Object::set_type_meta`],
+    /// [`Object::set_resource_version`] and [`Object::encode`] give.
+    pub fn stored_encoding(kind: &'static KindInfo, stored: &[u8], revision: i64) -> Vec<u8> {
+        let mut tail = Self::new(kind);
+        tail.set_type_meta();
+        tail.set_resource_version(Some(revision));
+        let tail = tail.message.encode_to_vec();
+        let mut out = Vec::with_capacity(stored.len() + tail.len());
+        out.extend_from_slice(stored);
+        out.extend_from_slice(&tail);
+        out
+    }
+
     /// The Kubernetes JSON form.
     pub fn to_json(&self) -> Json {
         codec::to_json(&self.message)

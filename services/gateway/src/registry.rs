@@ -67,6 +67,8 @@ pub struct ListOptions {
 #[derive(Clone, Debug)]
 pub struct ListResult {
     pub items: Vec<Object>,
+    /// Each item's stored bytes and revision (see [`Object::stored_encoding`]), in order.
+    pub stored: Vec<(Bytes, Revision)>,
     pub resource_version: Revision,
     pub continue_token: String,
 }
@@ -290,6 +292,7 @@ impl Registry {
         let limit = usize::try_from(opts.limit).unwrap_or(0);
         let prefix = list_prefix(kind, namespace);
         let mut items = Vec::new();
+        let mut stored = Vec::new();
         loop {
             let want = if limit == 0 {
                 STORE_PAGE
@@ -312,11 +315,13 @@ impl Registry {
                 let obj = from_kv(kind, kv)?;
                 if filter.matches(&obj) {
                     items.push(obj);
+                    stored.push((kv.value.clone(), kv.mod_revision));
                 }
             }
             if !page.more {
                 return Ok(ListResult {
                     items,
+                    stored,
                     resource_version: revision,
                     continue_token: String::new(),
                 });
@@ -326,6 +331,7 @@ impl Registry {
                 let token = encode_continue(revision, start_after.as_deref().unwrap_or_default());
                 return Ok(ListResult {
                     items,
+                    stored,
                     resource_version: revision,
                     continue_token: token,
                 });

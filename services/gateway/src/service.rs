@@ -360,6 +360,28 @@ fn raw_as(
     raw(&conversion::to_served(obj.clone(), served)?, accept)
 }
 
+/// [`raw_as`] of an object read from the store, whose stored bytes are `stored` at
+/// `revision`: in protobuf at its stored version, those bytes are sent as they are (with the
+/// revision appended, see [`Object::stored_encoding`]) instead of encoding the object again.
+pub(crate) fn raw_stored(
+    obj: &Object,
+    stored: &[u8],
+    revision: i64,
+    served: &'static KindInfo,
+    accept: &str,
+) -> Result<pb::RawObject, ApiError> {
+    let protobuf = matches!(accept, "" | navarch_api::object::content_type::PROTOBUF);
+    if !(protobuf && std::ptr::eq(obj.kind, served)) {
+        return raw_as(obj, served, accept);
+    }
+    Ok(pb::RawObject {
+        api_version: served.api_version(),
+        kind: served.kind.to_string(),
+        raw: Object::stored_encoding(served, stored, revision),
+        content_type: navarch_api::object::content_type::PROTOBUF.into(),
+    })
+}
+
 /// `Status: Success, code 201`, the answer to a binding.
 fn success() -> navarch_api::meta::v1::Status {
     navarch_api::meta::v1::Status {
@@ -888,7 +910,8 @@ impl Gateway for GatewayService {
                 items: page
                     .items
                     .iter()
-                    .map(|o| raw_as(o, kind, &r.accept))
+                    .zip(&page.stored)
+                    .map(|(o, (stored, rv))| raw_stored(o, stored, *rv, kind, &r.accept))
                     .collect::<Result<_, _>>()?,
                 resource_version: page.resource_version.to_string(),
                 r#continue: page.continue_token,
@@ -1728,7 +1751,7 @@ impl Watcher {
             String::new()
         };
         let encoded = ev.encoded(self.served, &self.accept, |obj| {
-            raw_as(obj, self.served, &self.accept)
+            raw_stored(obj, &ev.stored, ev.revision, self.served, &self.accept)
         });
         self.send_raw(event_type, encoded, traceparent).await
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use bytes::Bytes;
 use futures::StreamExt;
 use navarch_api::gateway::v1 as pb;
 use navarch_api::kinds::{self, KindInfo};
@@ -30,6 +31,8 @@ pub struct CacheEvent {
     pub object: Object,
     /// The object before the change, if it existed.
     pub prev: Option<Object>,
+    /// `object` as stored (see [`Object::stored_encoding`]).
+    pub stored: Bytes,
     /// Computed once, on first use, for every watcher that filters this change.
     attrs: OnceLock<Attrs>,
     prev_attrs: OnceLock<Option<Attrs>>,
@@ -45,6 +48,7 @@ impl CacheEvent {
         deleted: bool,
         object: Object,
         prev: Option<Object>,
+        stored: Bytes,
     ) -> Self {
         Self {
             revision,
@@ -52,6 +56,7 @@ impl CacheEvent {
             deleted,
             object,
             prev,
+            stored,
             attrs: OnceLock::new(),
             prev_attrs: OnceLock::new(),
             encoded: Default::default(),
@@ -101,9 +106,16 @@ pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
         Some(obj)
     };
     let prev = ev.prev.as_ref().and_then(|p| decode(p, p.mod_revision));
-    let (deleted, object) = match ev.kind {
-        EventKind::Put => (false, decode(&ev.kv, ev.kv.mod_revision)?),
-        EventKind::Delete => (true, decode(ev.prev.as_ref()?, ev.kv.mod_revision)?),
+    let (deleted, object, stored) = match ev.kind {
+        EventKind::Put => (
+            false,
+            decode(&ev.kv, ev.kv.mod_revision)?,
+            ev.kv.value.clone(),
+        ),
+        EventKind::Delete => {
+            let last = ev.prev.as_ref()?;
+            (true, decode(last, ev.kv.mod_revision)?, last.value.clone())
+        }
     };
     Some(CacheEvent::new(
         ev.kv.mod_revision,
@@ -111,6 +123,7 @@ pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
         deleted,
         object,
         prev,
+        stored,
     ))
 }
 
