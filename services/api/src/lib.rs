@@ -108,6 +108,7 @@ pub mod object;
 pub mod patch;
 pub mod quantity;
 pub mod selectors;
+pub mod stored;
 pub mod validation;
 
 pub use errors::{ApiError, FieldError, Reason};

@@ -4,7 +4,8 @@
 use navarch_api::Object;
 use navarch_api::codec::FieldValidation;
 use navarch_api::kinds;
-use navarch_api::selectors::{FieldSelector, field_value};
+use navarch_api::selectors::{FieldSelector, FieldSource, field_value};
+use navarch_api::stored::StoredView;
 use serde_json::json;
 
 fn object(kind: &str, api_version: &str, json: serde_json::Value) -> Object {
@@ -68,6 +69,11 @@ fn every_selectable_field_reads_the_same_from_protobuf_and_json() {
     ];
     for obj in &cases {
         let json = obj.to_json();
+        // The stored form (no resourceVersion) followed by the tail reads are served with.
+        let mut stored = obj.clone();
+        stored.set_resource_version(None);
+        let wire = Object::stored_encoding(obj.kind, &stored.encode(), 7);
+        let view = StoredView::new(obj.kind, &wire);
         for field in FieldSelector::supported_fields(obj.kind) {
             assert_eq!(
                 field_value(obj.kind, obj, field),
@@ -75,7 +81,35 @@ fn every_selectable_field_reads_the_same_from_protobuf_and_json() {
                 "{} {field}",
                 obj.name()
             );
+            assert_eq!(
+                field_value(obj.kind, &view, field),
+                field_value(obj.kind, obj, field),
+                "{} {field} (from the encoding)",
+                obj.name()
+            );
         }
+        assert_eq!(view.labels(), obj.labels(), "{}", obj.name());
+        assert_eq!(view.namespace(), obj.namespace(), "{}", obj.name());
+        assert_eq!(
+            view.lookup("metadata.resourceVersion").as_deref(),
+            Some("7")
+        );
+        assert_eq!(view.lookup("kind").as_deref(), Some(obj.kind.kind));
+    }
+    // Nested messages and list items, beyond the selectable fields.
+    let wire = cases[0].encode();
+    let pod = StoredView::new(cases[0].kind, &wire);
+    for path in [
+        "spec",
+        "status.podIPs.1.ip",
+        "status.podIPs.2.ip",
+        "spec.containers.0.name",
+        "spec.containers",
+        "metadata.labels",
+        "nope",
+        "status.phase.x",
+    ] {
+        assert_eq!(pod.lookup(path), cases[0].lookup(path), "{path}");
     }
     let pod = &cases[0];
     assert_eq!(field_value(pod.kind, pod, "status.podIP"), "10.0.0.7");

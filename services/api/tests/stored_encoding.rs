@@ -46,7 +46,11 @@ fn stored_bytes_plus_the_tail_decode_to_the_object_read_back() {
         let wire = Object::stored_encoding(info, &stored, 42);
         let decoded = Object::decode(info, &wire).unwrap();
         assert_eq!(decoded.to_json(), read_back.to_json(), "{kind}");
-        assert_eq!(decoded.to_json()["metadata"]["resourceVersion"], "42", "{kind}");
+        assert_eq!(
+            decoded.to_json()["metadata"]["resourceVersion"],
+            "42",
+            "{kind}"
+        );
         assert_eq!(decoded.to_json()["kind"], kind);
         if kind == "Pod" {
             let typed = navarch_api::core::v1::Pod::decode(wire.as_slice()).unwrap();

@@ -4,6 +4,7 @@ use navarch_api::kinds::KindInfo;
 use std::collections::BTreeMap;
 
 use navarch_api::selectors::{self, FieldSelector, LabelSelector};
+use navarch_api::stored::StoredView;
 use navarch_api::{ApiError, Object};
 
 /// A compiled list/watch filter.
@@ -53,6 +54,14 @@ impl Filter {
         self.is_everything() || self.matches_attrs(&Attrs::of(obj))
     }
 
+    /// [`Filter::matches`] for an object of `kind` read from its encoding, not decoded.
+    pub fn matches_stored(&self, kind: &'static KindInfo, bytes: &[u8]) -> bool {
+        if !std::ptr::eq(kind, self.kind) && kind.storage_prefix() != self.kind.storage_prefix() {
+            return false;
+        }
+        self.is_everything() || self.matches_attrs(&Attrs::of_stored(kind, bytes))
+    }
+
     /// No namespace, labels or fields to check: every object of the kind passes.
     pub fn is_everything(&self) -> bool {
         self.labels.is_none() && self.fields.is_none() && self.namespace.is_empty()
@@ -95,6 +104,19 @@ impl Attrs {
             fields: FieldSelector::supported_fields(obj.kind)
                 .iter()
                 .map(|f| (*f, selectors::field_value(obj.kind, obj, f)))
+                .collect(),
+        }
+    }
+
+    /// [`Attrs::of`] an object of `kind` read from its encoding, not decoded.
+    pub fn of_stored(kind: &'static KindInfo, bytes: &[u8]) -> Self {
+        let view = StoredView::new(kind, bytes);
+        Self {
+            namespace: view.namespace(),
+            labels: view.labels(),
+            fields: FieldSelector::supported_fields(kind)
+                .iter()
+                .map(|f| (*f, selectors::field_value(kind, &view, f)))
                 .collect(),
         }
     }

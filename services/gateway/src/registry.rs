@@ -66,6 +66,7 @@ pub struct ListOptions {
 /// One page of a list.
 #[derive(Clone, Debug)]
 pub struct ListResult {
+    /// Empty from [`Registry::list_stored`].
     pub items: Vec<Object>,
     /// Each item's stored bytes and revision (see [`Object::stored_encoding`]), in order.
     pub stored: Vec<(Bytes, Revision)>,
@@ -129,9 +130,14 @@ pub(crate) fn random_suffix() -> String {
 
 /// Decodes a stored value, setting resourceVersion from the store's revision.
 pub fn from_kv(kind: &'static KindInfo, kv: &KeyValue) -> Result<Object, ApiError> {
-    let mut obj = Object::decode(kind, &kv.value)?;
+    object_at(kind, &kv.value, kv.mod_revision)
+}
+
+/// The object stored as `value` at `revision`.
+fn object_at(kind: &'static KindInfo, value: &[u8], revision: Revision) -> Result<Object, ApiError> {
+    let mut obj = Object::decode(kind, value)?;
     obj.set_type_meta();
-    obj.set_resource_version(Some(kv.mod_revision));
+    obj.set_resource_version(Some(revision));
     Ok(obj)
 }
 
@@ -266,6 +272,23 @@ impl Registry {
         namespace: &str,
         opts: &ListOptions,
     ) -> Result<ListResult, ApiError> {
+        let page = self.list_stored(kind, namespace, opts).await?;
+        let items = page
+            .stored
+            .iter()
+            .map(|(value, revision)| object_at(kind, value, *revision))
+            .collect::<Result<_, _>>()?;
+        Ok(ListResult { items, ..page })
+    }
+
+    /// [`Registry::list`] without decoding the items: only their stored bytes (filtered on
+    /// the encoding), for replies that send them as they are.
+    pub async fn list_stored(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        opts: &ListOptions,
+    ) -> Result<ListResult, ApiError> {
         let filter = Filter::new(kind, namespace, &opts.label_selector, &opts.field_selector)?;
         let (mut revision, mut start_after) = if opts.continue_token.is_empty() {
             let rv = match (
@@ -291,13 +314,12 @@ impl Registry {
         };
         let limit = usize::try_from(opts.limit).unwrap_or(0);
         let prefix = list_prefix(kind, namespace);
-        let mut items = Vec::new();
         let mut stored = Vec::new();
         loop {
             let want = if limit == 0 {
                 STORE_PAGE
             } else {
-                (limit - items.len()).clamp(1, STORE_PAGE)
+                (limit - stored.len()).clamp(1, STORE_PAGE)
             };
             let page = self
                 .store
@@ -312,25 +334,23 @@ impl Registry {
             revision = page.revision;
             let last_key = page.kvs.last().map(|kv| kv.key.clone());
             for kv in &page.kvs {
-                let obj = from_kv(kind, kv)?;
-                if filter.matches(&obj) {
-                    items.push(obj);
+                if filter.matches_stored(kind, &kv.value) {
                     stored.push((kv.value.clone(), kv.mod_revision));
                 }
             }
             if !page.more {
                 return Ok(ListResult {
-                    items,
+                    items: Vec::new(),
                     stored,
                     resource_version: revision,
                     continue_token: String::new(),
                 });
             }
             start_after = last_key;
-            if limit > 0 && items.len() >= limit {
+            if limit > 0 && stored.len() >= limit {
                 let token = encode_continue(revision, start_after.as_deref().unwrap_or_default());
                 return Ok(ListResult {
-                    items,
+                    items: Vec::new(),
                     stored,
                     resource_version: revision,
                     continue_token: token,

@@ -374,12 +374,17 @@ pub(crate) fn raw_stored(
     if !(protobuf && std::ptr::eq(obj.kind, served)) {
         return raw_as(obj, served, accept);
     }
-    Ok(pb::RawObject {
-        api_version: served.api_version(),
-        kind: served.kind.to_string(),
-        raw: Object::stored_encoding(served, stored, revision),
+    Ok(stored_raw(served, stored, revision))
+}
+
+/// The protobuf envelope of an object of `kind` stored as `stored` at `revision`.
+fn stored_raw(kind: &'static KindInfo, stored: &[u8], revision: i64) -> pb::RawObject {
+    pb::RawObject {
+        api_version: kind.api_version(),
+        kind: kind.kind.to_string(),
+        raw: Object::stored_encoding(kind, stored, revision),
         content_type: navarch_api::object::content_type::PROTOBUF.into(),
-    })
+    }
 }
 
 /// `Status: Success, code 201`, the answer to a binding.
@@ -891,28 +896,37 @@ impl Gateway for GatewayService {
                     remaining_item_count: None,
                 });
             }
-            let page = self
-                .registry
-                .list(
-                    conversion::storage_kind(kind),
-                    &r.namespace,
-                    &ListOptions {
-                        label_selector: r.label_selector.clone(),
-                        field_selector: r.field_selector.clone(),
-                        limit: r.limit,
-                        continue_token: r.r#continue.clone(),
-                        resource_version: r.resource_version.clone(),
-                        resource_version_match: r.resource_version_match.clone(),
-                    },
-                )
-                .await?;
-            Ok(pb::ListResponse {
-                items: page
+            let stored_kind = conversion::storage_kind(kind);
+            let opts = ListOptions {
+                label_selector: r.label_selector.clone(),
+                field_selector: r.field_selector.clone(),
+                limit: r.limit,
+                continue_token: r.r#continue.clone(),
+                resource_version: r.resource_version.clone(),
+                resource_version_match: r.resource_version_match.clone(),
+            };
+            // In protobuf at the stored version, the items go out as they are stored.
+            let as_stored = std::ptr::eq(stored_kind, kind)
+                && matches!(r.accept.as_str(), "" | navarch_api::object::content_type::PROTOBUF);
+            let (page, items) = if as_stored {
+                let page = self.registry.list_stored(kind, &r.namespace, &opts).await?;
+                let items = page
+                    .stored
+                    .iter()
+                    .map(|(stored, rv)| stored_raw(kind, stored, *rv))
+                    .collect();
+                (page, items)
+            } else {
+                let page = self.registry.list(stored_kind, &r.namespace, &opts).await?;
+                let items = page
                     .items
                     .iter()
-                    .zip(&page.stored)
-                    .map(|(o, (stored, rv))| raw_stored(o, stored, *rv, kind, &r.accept))
-                    .collect::<Result<_, _>>()?,
+                    .map(|o| raw_as(o, kind, &r.accept))
+                    .collect::<Result<_, _>>()?;
+                (page, items)
+            };
+            Ok(pb::ListResponse {
+                items,
                 resource_version: page.resource_version.to_string(),
                 r#continue: page.continue_token,
                 remaining_item_count: None,

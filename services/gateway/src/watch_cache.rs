@@ -65,7 +65,8 @@ impl CacheEvent {
 
     /// The filter attributes of [`Self::object`].
     pub fn attrs(&self) -> &Attrs {
-        self.attrs.get_or_init(|| Attrs::of(&self.object))
+        self.attrs
+            .get_or_init(|| Attrs::of_stored(self.object.kind, &self.stored))
     }
 
     /// The filter attributes of [`Self::prev`].
