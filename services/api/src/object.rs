@@ -267,6 +267,11 @@ impl Object {
         self.set_meta_str("resourceVersion", revision.map(|r| r.to_string()));
     }
 
+    /// Whether `metadata.resourceVersion` is set (even to "").
+    pub fn has_resource_version(&self) -> bool {
+        self.meta_str("resourceVersion").is_some()
+    }
+
     /// `metadata.resourceVersion` parsed as a store revision (0 when absent).
     pub fn resource_version(&self) -> Result<i64, ApiError> {
         match self.meta_str("resourceVersion").as_deref() {

@@ -134,7 +134,11 @@ pub fn from_kv(kind: &'static KindInfo, kv: &KeyValue) -> Result<Object, ApiErro
 }
 
 /// The object stored as `value` at `revision`.
-fn object_at(kind: &'static KindInfo, value: &[u8], revision: Revision) -> Result<Object, ApiError> {
+fn object_at(
+    kind: &'static KindInfo,
+    value: &[u8],
+    revision: Revision,
+) -> Result<Object, ApiError> {
     let mut obj = Object::decode(kind, value)?;
     obj.set_type_meta();
     obj.set_resource_version(Some(revision));
@@ -364,9 +368,23 @@ impl Registry {
         &self,
         kind: &'static KindInfo,
         namespace: &str,
-        mut obj: Object,
+        obj: Object,
         opts: &WriteOptions,
     ) -> Result<Object, ApiError> {
+        self.create_stored(kind, namespace, obj, opts)
+            .await
+            .map(|(created, _)| created)
+    }
+
+    /// [`Registry::create`], also giving the bytes stored and their revision (`None` for a
+    /// dry run), for a reply that sends them as they are.
+    pub async fn create_stored(
+        &self,
+        kind: &'static KindInfo,
+        namespace: &str,
+        mut obj: Object,
+        opts: &WriteOptions,
+    ) -> Result<(Object, Option<(Bytes, Revision)>), ApiError> {
         check_scope(kind, namespace)?;
         let mut meta = obj.meta();
         if kind.namespaced {
@@ -415,7 +433,8 @@ impl Registry {
         if !opts.field_manager.is_empty() {
             record_manager(&mut obj, None, &opts.field_manager, &now);
         }
-        let unallocated = obj.clone();
+        // Services allocate addresses per attempt, from the object as it was.
+        let unallocated = (kind.kind == "Service").then(|| obj.clone());
         let mut taken = HashSet::new();
         let mut attempt = 0;
         loop {
@@ -425,7 +444,7 @@ impl Registry {
             }
             let name = obj.name();
             let key = object_key(kind, namespace, &name);
-            let plan = if kind.kind == "Service" && !opts.dry_run {
+            let plan = if let Some(unallocated) = unallocated.as_ref().filter(|_| !opts.dry_run) {
                 let mut fresh = unallocated.clone();
                 fresh.update_meta(|m| m.name = Some(name.clone()));
                 let plan = self
@@ -438,11 +457,13 @@ impl Registry {
                 Plan::default()
             };
             if opts.dry_run {
-                return Ok(obj);
+                return Ok((obj, None));
             }
             let value = to_stored(&obj);
             let txn = plan.apply_to(
-                Txn::new().when(&key, Compare::Absent).put(&key, value),
+                Txn::new()
+                    .when(&key, Compare::Absent)
+                    .put(&key, value.clone()),
                 &ServiceAllocator::owner_record(&obj),
             );
             let outcome = self.store.txn(txn).await.map_err(store_error)?;
@@ -450,7 +471,7 @@ impl Registry {
                 TxnOutcome::Committed { revision, .. } => {
                     obj.set_resource_version(Some(revision));
                     tracing::debug!(kind = kind.kind, namespace, name, revision, "created");
-                    return Ok(obj);
+                    return Ok((obj, Some((value, revision))));
                 }
                 TxnOutcome::Failed { ref current }
                     if current.first().is_some_and(Option::is_none) =>

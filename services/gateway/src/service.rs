@@ -907,7 +907,10 @@ impl Gateway for GatewayService {
             };
             // In protobuf at the stored version, the items go out as they are stored.
             let as_stored = std::ptr::eq(stored_kind, kind)
-                && matches!(r.accept.as_str(), "" | navarch_api::object::content_type::PROTOBUF);
+                && matches!(
+                    r.accept.as_str(),
+                    "" | navarch_api::object::content_type::PROTOBUF
+                );
             let (page, items) = if as_stored {
                 let page = self.registry.list_stored(kind, &r.namespace, &opts).await?;
                 let items = page
@@ -1059,12 +1062,18 @@ impl Gateway for GatewayService {
                     )
                     .await?;
                     let obj = conversion::to_storage(obj)?;
-                    let created = self
+                    let (created, stored) = self
                         .registry
-                        .create(obj.kind, &r.namespace, obj, &opts)
+                        .create_stored(obj.kind, &r.namespace, obj, &opts)
                         .await?;
+                    let object = match stored {
+                        Some((stored, revision)) => {
+                            raw_stored(&created, &stored, revision, kind, &r.accept)?
+                        }
+                        None => raw_as(&created, kind, &r.accept)?,
+                    };
                     Ok(pb::ObjectResponse {
-                        object: Some(raw_as(&created, kind, &r.accept)?),
+                        object: Some(object),
                         warnings: warnings(unknown),
                     })
                 }
