@@ -363,16 +363,18 @@ fn raw_as(
 /// [`raw_as`] of an object read from the store, whose stored bytes are `stored` at
 /// `revision`: in protobuf at its stored version, those bytes are sent as they are (with the
 /// revision appended, see [`Object::stored_encoding`]) instead of encoding the object again.
-pub(crate) fn raw_stored(
-    obj: &Object,
+/// `object` gives the decoded object, for the other forms.
+pub(crate) fn raw_stored<'a>(
+    kind: &'static KindInfo,
     stored: &[u8],
     revision: i64,
     served: &'static KindInfo,
     accept: &str,
+    object: impl FnOnce() -> &'a Object,
 ) -> Result<pb::RawObject, ApiError> {
     let protobuf = matches!(accept, "" | navarch_api::object::content_type::PROTOBUF);
-    if !(protobuf && std::ptr::eq(obj.kind, served)) {
-        return raw_as(obj, served, accept);
+    if !(protobuf && std::ptr::eq(kind, served)) {
+        return raw_as(object(), served, accept);
     }
     Ok(stored_raw(served, stored, revision))
 }
@@ -1068,7 +1070,9 @@ impl Gateway for GatewayService {
                         .await?;
                     let object = match stored {
                         Some((stored, revision)) => {
-                            raw_stored(&created, &stored, revision, kind, &r.accept)?
+                            raw_stored(created.kind, &stored, revision, kind, &r.accept, || {
+                                &created
+                            })?
                         }
                         None => raw_as(&created, kind, &r.accept)?,
                     };
@@ -1753,7 +1757,7 @@ impl Watcher {
         }
         let everything = self.filter.is_everything();
         let now = !ev.deleted && (everything || self.filter.matches_attrs(ev.attrs()));
-        let before = ev.prev.is_some()
+        let before = ev.had_prev()
             && (everything
                 || ev
                     .prev_attrs()
@@ -1773,8 +1777,15 @@ impl Watcher {
         } else {
             String::new()
         };
-        let encoded = ev.encoded(self.served, &self.accept, |obj| {
-            raw_stored(obj, &ev.stored, ev.revision, self.served, &self.accept)
+        let encoded = ev.encoded(self.served, &self.accept, |ev| {
+            raw_stored(
+                ev.kind,
+                &ev.stored,
+                ev.revision,
+                self.served,
+                &self.accept,
+                || ev.object(),
+            )
         });
         self.send_raw(event_type, encoded, traceparent).await
     }

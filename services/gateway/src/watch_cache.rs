@@ -20,19 +20,21 @@ use tokio::sync::{broadcast, watch};
 
 use crate::filter::Attrs;
 
-/// One change, decoded.
+/// One change, as stored; decoded only if someone needs the object itself (watchers in
+/// protobuf filter on and send the stored bytes).
 #[derive(Debug)]
 pub struct CacheEvent {
     pub revision: Revision,
     pub key: String,
     pub deleted: bool,
-    /// The object after the change (for a delete: the last state, with the delete's revision
-    /// as its resourceVersion, as Kubernetes reports it).
-    pub object: Object,
-    /// The object before the change, if it existed.
-    pub prev: Option<Object>,
-    /// `object` as stored (see [`Object::stored_encoding`]).
+    pub kind: &'static KindInfo,
+    /// The object after the change as stored (see [`Object::stored_encoding`]); for a
+    /// delete, its last state.
     pub stored: Bytes,
+    /// The object before the change as stored, and its revision, if it existed.
+    prev_stored: Option<(Bytes, Revision)>,
+    object: OnceLock<Object>,
+    prev: OnceLock<Option<Object>>,
     /// Computed once, on first use, for every watcher that filters this change.
     attrs: OnceLock<Attrs>,
     prev_attrs: OnceLock<Option<Attrs>>,
@@ -41,38 +43,77 @@ pub struct CacheEvent {
     encoded: std::sync::Mutex<Vec<(&'static KindInfo, String, pb::RawObject)>>,
 }
 
+/// The object of `kind` stored as `value` at `revision`.
+fn decoded(kind: &'static KindInfo, key: &str, value: &[u8], revision: Revision) -> Object {
+    let mut obj = Object::decode(kind, value).unwrap_or_else(|error| {
+        // Only this server writes the store; a value it cannot read is a bug, not input.
+        tracing::error!(key, %error, "stored object does not decode");
+        Object::new(kind)
+    });
+    obj.set_type_meta();
+    obj.set_resource_version(Some(revision));
+    obj
+}
+
 impl CacheEvent {
     pub fn new(
         revision: Revision,
         key: String,
         deleted: bool,
-        object: Object,
-        prev: Option<Object>,
+        kind: &'static KindInfo,
         stored: Bytes,
+        prev_stored: Option<(Bytes, Revision)>,
     ) -> Self {
         Self {
             revision,
             key,
             deleted,
-            object,
-            prev,
+            kind,
             stored,
+            prev_stored,
+            object: OnceLock::new(),
+            prev: OnceLock::new(),
             attrs: OnceLock::new(),
             prev_attrs: OnceLock::new(),
             encoded: Default::default(),
         }
     }
 
+    /// The object after the change (for a delete: the last state, with the delete's
+    /// revision as its resourceVersion, as Kubernetes reports it).
+    pub fn object(&self) -> &Object {
+        self.object
+            .get_or_init(|| decoded(self.kind, &self.key, &self.stored, self.revision))
+    }
+
+    /// The object before the change, if it existed.
+    pub fn prev(&self) -> Option<&Object> {
+        self.prev
+            .get_or_init(|| {
+                let (value, revision) = self.prev_stored.as_ref()?;
+                Some(decoded(self.kind, &self.key, value, *revision))
+            })
+            .as_ref()
+    }
+
+    /// Whether the object existed before the change.
+    pub fn had_prev(&self) -> bool {
+        self.prev_stored.is_some()
+    }
+
     /// The filter attributes of [`Self::object`].
     pub fn attrs(&self) -> &Attrs {
         self.attrs
-            .get_or_init(|| Attrs::of_stored(self.object.kind, &self.stored))
+            .get_or_init(|| Attrs::of_stored(self.kind, &self.stored))
     }
 
     /// The filter attributes of [`Self::prev`].
     pub fn prev_attrs(&self) -> Option<&Attrs> {
         self.prev_attrs
-            .get_or_init(|| self.prev.as_ref().map(Attrs::of))
+            .get_or_init(|| {
+                let (value, _) = self.prev_stored.as_ref()?;
+                Some(Attrs::of_stored(self.kind, value))
+            })
             .as_ref()
     }
 
@@ -82,7 +123,7 @@ impl CacheEvent {
         &self,
         served: &'static KindInfo,
         accept: &str,
-        encode: impl FnOnce(&Object) -> Result<pb::RawObject, ApiError>,
+        encode: impl FnOnce(&Self) -> Result<pb::RawObject, ApiError>,
     ) -> Result<pb::RawObject, ApiError> {
         let mut cache = self.encoded.lock().expect("encoding cache lock");
         if let Some((_, _, raw)) = cache
@@ -91,7 +132,7 @@ impl CacheEvent {
         {
             return Ok(raw.clone());
         }
-        let raw = encode(&self.object)?;
+        let raw = encode(self)?;
         cache.push((served, accept.to_string(), raw.clone()));
         Ok(raw)
     }
@@ -100,31 +141,18 @@ impl CacheEvent {
 /// Decodes a store event into a cache event; `None` for keys that are not objects.
 pub fn decode_event(ev: &WatchEvent) -> Option<CacheEvent> {
     let kind = kinds::by_storage_key(&ev.kv.key)?;
-    let decode = |kv: &navarch_store::KeyValue, rv: Revision| -> Option<Object> {
-        let mut obj = Object::decode(kind, &kv.value).ok()?;
-        obj.set_type_meta();
-        obj.set_resource_version(Some(rv));
-        Some(obj)
-    };
-    let prev = ev.prev.as_ref().and_then(|p| decode(p, p.mod_revision));
-    let (deleted, object, stored) = match ev.kind {
-        EventKind::Put => (
-            false,
-            decode(&ev.kv, ev.kv.mod_revision)?,
-            ev.kv.value.clone(),
-        ),
-        EventKind::Delete => {
-            let last = ev.prev.as_ref()?;
-            (true, decode(last, ev.kv.mod_revision)?, last.value.clone())
-        }
+    let prev = ev.prev.as_ref().map(|p| (p.value.clone(), p.mod_revision));
+    let stored = match ev.kind {
+        EventKind::Put => ev.kv.value.clone(),
+        EventKind::Delete => ev.prev.as_ref()?.value.clone(),
     };
     Some(CacheEvent::new(
         ev.kv.mod_revision,
         ev.kv.key.clone(),
-        deleted,
-        object,
-        prev,
+        ev.kind == EventKind::Delete,
+        kind,
         stored,
+        prev,
     ))
 }
 
@@ -299,15 +327,13 @@ impl WatchCache {
     }
 
     fn push(&self, ev: Arc<CacheEvent>) {
-        if ev.object.kind.kind == "Namespace" {
+        if ev.kind.kind == "Namespace" {
             let mut ns = self.namespaces.write().expect("namespace cache lock");
+            let obj = ev.object();
             if ev.deleted {
-                ns.remove(&ev.object.name());
+                ns.remove(&obj.name());
             } else {
-                ns.insert(
-                    ev.object.name(),
-                    ev.object.meta().deletion_timestamp.is_some(),
-                );
+                ns.insert(obj.name(), obj.meta().deletion_timestamp.is_some());
             }
         }
         let mut buf = self.buffer.lock().expect("watch cache lock");
@@ -381,7 +407,7 @@ pub fn follow(
     apply: impl Fn(&navarch_api::Object, bool) + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
     let listed = kinds.clone();
-    let ours = move |obj: &navarch_api::Object| kinds.iter().any(|k| std::ptr::eq(*k, obj.kind));
+    let ours = move |ev: &CacheEvent| kinds.iter().any(|k| std::ptr::eq(*k, ev.kind));
     tokio::spawn(async move {
         loop {
             let from = registry.cache().revision();
@@ -409,14 +435,14 @@ pub fn follow(
             }
             reset(objects);
             tracing::debug!(revision = from, what, "loaded");
-            for ev in replay.iter().filter(|ev| ours(&ev.object)) {
-                apply(&ev.object, ev.deleted);
+            for ev in replay.iter().filter(|ev| ours(ev)) {
+                apply(ev.object(), ev.deleted);
             }
             loop {
                 match live.recv().await {
                     Ok(ev) => {
-                        if ours(&ev.object) {
-                            apply(&ev.object, ev.deleted);
+                        if ours(&ev) {
+                            apply(ev.object(), ev.deleted);
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
