@@ -92,6 +92,22 @@ fn meta(name: &str) -> Option<ObjectMeta> {
     })
 }
 
+/// A one-container pod.
+fn pod(name: &str) -> Pod {
+    Pod {
+        metadata: meta(name),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: Some("c".into()),
+                image: Some("busybox".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn configmap(name: &str, value: &str) -> ConfigMap {
     ConfigMap {
         metadata: meta(name),
@@ -456,18 +472,7 @@ async fn watch_sees_every_change_in_order() {
 async fn pods_bind_through_the_binding_subresource() {
     let cluster = Cluster::start().await;
     let c = cluster.client("admin-token").await;
-    let pod = Pod {
-        metadata: meta("p"),
-        spec: Some(PodSpec {
-            containers: vec![Container {
-                name: Some("c".into()),
-                image: Some("busybox".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let pod = pod("p");
     let created = t(c.create("default", &pod)).await.unwrap();
     assert_eq!(
         created.status.as_ref().unwrap().phase.as_deref(),
@@ -570,19 +575,7 @@ async fn create_bindings_checks_and_answers_each_item_on_its_own() {
         };
         t(admin.create("", &namespace)).await.unwrap();
         for name in ["p1", "p2", "p3"] {
-            let pod = Pod {
-                metadata: meta(name),
-                spec: Some(PodSpec {
-                    containers: vec![Container {
-                        name: Some("c".into()),
-                        image: Some("busybox".into()),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            t(admin.create(ns, &pod)).await.unwrap();
+            t(admin.create(ns, &pod(name))).await.unwrap();
         }
     }
     t(admin.bind("team-a", "p3", "node-0")).await.unwrap();
