@@ -52,6 +52,15 @@ pub struct SchedulerBenchArgs {
     /// Do not write Scheduled / FailedScheduling events.
     #[arg(long)]
     pub no_events: bool,
+    /// Pods whose binding is in flight, at most (the scheduler's default unless given).
+    #[arg(long)]
+    pub bind_in_flight: Option<usize>,
+    /// CreateBindings calls in flight, at most.
+    #[arg(long)]
+    pub bind_calls: Option<usize>,
+    /// Bindings per CreateBindings call, at most.
+    #[arg(long)]
+    pub bind_batch: Option<usize>,
     /// Where to put the store (a temporary directory, removed afterwards, by default).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -277,12 +286,16 @@ async fn start_scheduler(
     url: &str,
     ca: &str,
     token: &str,
-    events: bool,
+    args: &SchedulerBenchArgs,
 ) -> anyhow::Result<SchedulerTask> {
     let client = Client::connect(url, ca, token).await?;
+    let defaults = navarch_scheduler::SchedulerConfig::new(crate::scheduler::identity());
     let config = navarch_scheduler::SchedulerConfig {
-        record_events: events,
-        ..navarch_scheduler::SchedulerConfig::new(crate::scheduler::identity())
+        record_events: !args.no_events,
+        bind_concurrency: args.bind_in_flight.unwrap_or(defaults.bind_concurrency),
+        bind_calls: args.bind_calls.unwrap_or(defaults.bind_calls),
+        bind_batch: args.bind_batch.unwrap_or(defaults.bind_batch),
+        ..defaults
     };
     let stop = CancellationToken::new();
     let token = stop.clone();
@@ -450,7 +463,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
     let mut scheduler = if args.backlog {
         None
     } else {
-        Some(start_scheduler(&url, &ca, &token, !args.no_events).await?)
+        Some(start_scheduler(&url, &ca, &token, &args).await?)
     };
     let mut bound: HashMap<String, Instant> = HashMap::new();
     println!();
@@ -476,7 +489,7 @@ pub async fn run(args: SchedulerBenchArgs) -> anyhow::Result<()> {
         let created_in = t0.elapsed();
         let scheduling_from = if args.backlog {
             let start = Instant::now();
-            scheduler = Some(start_scheduler(&url, &ca, &token, !args.no_events).await?);
+            scheduler = Some(start_scheduler(&url, &ca, &token, &args).await?);
             start
         } else {
             t0

@@ -79,6 +79,26 @@ pub struct SchedulingQueue {
     cycle: u64,
     initial_backoff: Duration,
     max_backoff: Duration,
+    /// Kept as pods move (the metric is read on every batch).
+    counts: QueueCounts,
+}
+
+impl QueueCounts {
+    fn of(&mut self, at: Where) -> &mut usize {
+        match at {
+            Where::Active => &mut self.active,
+            Where::Backoff => &mut self.backoff,
+            Where::Unschedulable => &mut self.unschedulable,
+            Where::InFlight => &mut self.in_flight,
+        }
+    }
+
+    /// Counts an entry's move from where it is to `to`.
+    fn moved(&mut self, e: &mut Entry, to: Where) {
+        *self.of(e.at) -= 1;
+        *self.of(to) += 1;
+        e.at = to;
+    }
 }
 
 impl SchedulingQueue {
@@ -97,6 +117,7 @@ impl SchedulingQueue {
             cycle: 0,
             initial_backoff: initial,
             max_backoff: max,
+            counts: QueueCounts::default(),
         }
     }
 
@@ -108,7 +129,7 @@ impl SchedulingQueue {
     fn push_active(&mut self, key: &ObjectKey) {
         let seq = self.next_seq();
         if let Some(e) = self.pods.get_mut(key) {
-            e.at = Where::Active;
+            self.counts.moved(e, Where::Active);
             e.seq = seq;
             self.active
                 .push((e.info.priority, Reverse(seq), key.clone()));
@@ -118,7 +139,7 @@ impl SchedulingQueue {
     fn push_backoff(&mut self, key: &ObjectKey) {
         let seq = self.next_seq();
         if let Some(e) = self.pods.get_mut(key) {
-            e.at = Where::Backoff;
+            self.counts.moved(e, Where::Backoff);
             e.seq = seq;
             self.backoff
                 .push(Reverse((e.backoff_until, seq, key.clone())));
@@ -141,6 +162,7 @@ impl SchedulingQueue {
         let key = info.key.clone();
         match self.pods.get_mut(&key) {
             None => {
+                self.counts.active += 1;
                 self.pods.insert(
                     key.clone(),
                     Entry {
@@ -175,7 +197,8 @@ impl SchedulingQueue {
 
     /// Forgets a pod (deleted, bound, or no longer ours).
     pub fn remove(&mut self, key: &ObjectKey) {
-        if self.pods.remove(key).is_some() {
+        if let Some(e) = self.pods.remove(key) {
+            *self.counts.of(e.at) -= 1;
             self.unschedulable.remove(key);
         }
     }
@@ -227,7 +250,7 @@ impl SchedulingQueue {
             if e.seq != seq || e.at != Where::Active {
                 continue;
             }
-            e.at = Where::InFlight;
+            self.counts.moved(e, Where::InFlight);
             e.attempt_cycle = cycle;
             e.updated_in_flight = false;
             return Some(Popped {
@@ -256,7 +279,7 @@ impl SchedulingQueue {
         if e.attempt_cycle < cycle || e.updated_in_flight {
             self.push_backoff(key);
         } else {
-            e.at = Where::Unschedulable;
+            self.counts.moved(e, Where::Unschedulable);
             e.unschedulable_since = now;
             self.unschedulable.insert(key.clone());
         }
@@ -290,16 +313,7 @@ impl SchedulingQueue {
     }
 
     pub fn counts(&self) -> QueueCounts {
-        let mut c = QueueCounts::default();
-        for e in self.pods.values() {
-            match e.at {
-                Where::Active => c.active += 1,
-                Where::Backoff => c.backoff += 1,
-                Where::Unschedulable => c.unschedulable += 1,
-                Where::InFlight => c.in_flight += 1,
-            }
-        }
-        c
+        self.counts
     }
 
     /// Pods in the queue, in any state.
@@ -440,5 +454,36 @@ mod tests {
         tokio::time::sleep(MAX_UNSCHEDULABLE_WAIT).await;
         q.flush(Instant::now());
         assert_eq!(drain(&mut q), ["q"]);
+    }
+
+    /// The counts kept as pods move agree with counting the entries, whatever the moves.
+    #[tokio::test(start_paused = true)]
+    async fn counts_follow_every_move() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut q = SchedulingQueue::new();
+        for step in 0..5000 {
+            let name = format!("p{}", rng.random_range(0..20));
+            let now = Instant::now();
+            match rng.random_range(0..8) {
+                0 | 1 => q.add(info(&name, rng.random_range(0..3)), rng.random(), now),
+                2 => {
+                    q.pop();
+                }
+                3 => q.unschedulable(&key(&name), now),
+                4 => q.retry(&key(&name), now),
+                5 => q.remove(&key(&name)),
+                6 => q.cluster_changed(now),
+                _ => {
+                    tokio::time::advance(Duration::from_millis(rng.random_range(0..3000))).await;
+                    q.flush(Instant::now());
+                }
+            }
+            let mut recount = QueueCounts::default();
+            for e in q.pods.values() {
+                *recount.of(e.at) += 1;
+            }
+            assert_eq!(q.counts(), recount, "after step {step}");
+        }
     }
 }

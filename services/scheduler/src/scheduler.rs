@@ -98,7 +98,7 @@ impl SchedulerConfig {
                 identity.clone(),
             )),
             identity,
-            bind_concurrency: 256,
+            bind_concurrency: 1024,
             bind_calls: 4,
             bind_batch: 128,
             batch: 64,
@@ -283,6 +283,9 @@ impl Shared {
     }
 
     fn pod_seen(&self, old: Option<&Arc<Pod>>, pod: &Arc<Pod>) {
+        if self.confirmed(pod) {
+            return;
+        }
         let info = Arc::new(PodInfo::new(pod.clone(), self.priority_of(pod)));
         let now = Instant::now();
         if let Some(node) = info.node_name.clone() {
@@ -314,6 +317,40 @@ impl Shared {
         st.queue.add(info, changed, now);
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// Our own binding, seen on the watch: the assumed placement is now a bound one, kept as
+    /// it is. A binding sets `spec.nodeName` (and the PodScheduled condition) only, so nothing
+    /// the snapshot derives from the pod changed, unless its labels or deletion did meanwhile;
+    /// then, or when the pod is bound elsewhere or is another pod by that name, the caller
+    /// re-places it from the new object.
+    fn confirmed(&self, pod: &Pod) -> bool {
+        let Some(node) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        else {
+            return false;
+        };
+        let meta = pod.metadata.as_ref();
+        let key = ObjectKey::of(pod);
+        let mut st = self.state();
+        let same = st.snapshot.placement(&key).is_some_and(|p| {
+            p.assumed
+                && p.node == node
+                && Some(p.info.uid.as_str()) == meta.and_then(|m| m.uid.as_deref())
+                && meta.is_some_and(|m| m.labels == p.info.labels)
+                && p.info.terminating == meta.is_some_and(|m| m.deletion_timestamp.is_some())
+        });
+        if !same {
+            return false;
+        }
+        st.snapshot.confirm(&key);
+        st.queue.remove(&key);
+        drop(st);
+        self.failures().remove(&key);
+        true
     }
 
     fn pod_gone(&self, key: &ObjectKey) {
