@@ -315,10 +315,12 @@ impl<T> Drop for Informer<T> {
 }
 
 /// Lists every page; restarts from the first page if the continue token expires.
+/// Every page of the list. The objects go behind `Arc`s page by page: the list of a large
+/// cluster then grows by pointers, not by copies of whole objects (a Pod is kilobytes).
 async fn list_all<T: KubeObject>(
     source: &impl ListWatch<T>,
     page_size: i64,
-) -> Result<(Vec<T>, String), ApiError> {
+) -> Result<(Vec<Arc<T>>, String), ApiError> {
     let mut items = Vec::new();
     let mut token = String::new();
     loop {
@@ -331,7 +333,7 @@ async fn list_all<T: KubeObject>(
             }
             Err(e) => return Err(e),
         };
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(Arc::new));
         if page.continue_token.is_empty() {
             return Ok((items, page.resource_version));
         }
@@ -341,11 +343,10 @@ async fn list_all<T: KubeObject>(
 
 /// Replaces the cache with a fresh list; returns the events that turn the old contents into
 /// the new ones.
-fn replace<T: KubeObject>(cache: &Cache<T>, items: Vec<T>) -> Vec<Event<T>> {
+fn replace<T: KubeObject>(cache: &Cache<T>, items: Vec<Arc<T>>) -> Vec<Event<T>> {
     let mut events = Vec::new();
     let mut seen = HashSet::with_capacity(items.len());
     for obj in items {
-        let obj = Arc::new(obj);
         seen.insert(ObjectKey::of(obj.as_ref()));
         match cache.upsert(obj.clone()) {
             None => events.push(Event::Added(obj)),
@@ -522,8 +523,9 @@ mod tests {
     #[test]
     fn a_relist_reports_what_changed_since_the_cache() {
         let cache = Cache::new();
-        replace(&cache, vec![cm("a", "1"), cm("b", "2"), cm("c", "3")]);
-        let events = replace(&cache, vec![cm("a", "1"), cm("b", "7"), cm("d", "8")]);
+        let arcs = |v: Vec<ConfigMap>| v.into_iter().map(Arc::new).collect();
+        replace(&cache, arcs(vec![cm("a", "1"), cm("b", "2"), cm("c", "3")]));
+        let events = replace(&cache, arcs(vec![cm("a", "1"), cm("b", "7"), cm("d", "8")]));
         assert_eq!(
             describe(&events),
             ["added d", "deleted c", "updated b from 2"]
