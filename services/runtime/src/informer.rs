@@ -20,6 +20,7 @@ use navarch_gateway::Client;
 use navarch_gateway::client::{List, ListParams, WatchEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::cache::Cache;
@@ -315,37 +316,60 @@ impl<T> Drop for Informer<T> {
 }
 
 /// Lists every page; restarts from the first page if the continue token expires.
-/// Every page of the list. The objects go behind `Arc`s page by page: the list of a large
-/// cluster then grows by pointers, not by copies of whole objects (a Pod is kilobytes).
-async fn list_all<T: KubeObject>(
-    source: &impl ListWatch<T>,
+/// Lists every page into the cache. While one page is applied (to the cache and the
+/// handlers), a task fetches and decodes the next, so a large list keeps both the gateway and
+/// this side busy. What the cache holds that the list no longer has is deleted at the end.
+/// Returns the list's resource version and how many objects it had.
+async fn list_into<T: KubeObject, S: ListWatch<T>>(
+    source: &Arc<S>,
+    shared: &Shared<T>,
     page_size: i64,
-) -> Result<(Vec<Arc<T>>, String), ApiError> {
-    let mut items = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = match source.list(page_size, &token).await {
-            Ok(page) => page,
-            Err(e) if e.reason == Reason::Expired && !token.is_empty() => {
-                items.clear();
-                token.clear();
-                continue;
+) -> Result<(String, usize), ApiError> {
+    'list: loop {
+        let (tx, mut pages) = mpsc::channel(1);
+        let src = source.clone();
+        let _fetch = AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut token = String::new();
+            loop {
+                let continued = !token.is_empty();
+                let page = src.list(page_size, &token).await;
+                let last = page.as_ref().map_or(true, |p| p.continue_token.is_empty());
+                if let Ok(p) = &page {
+                    token.clone_from(&p.continue_token);
+                }
+                if tx.send((page, continued)).await.is_err() || last {
+                    return;
+                }
             }
-            Err(e) => return Err(e),
-        };
-        items.extend(page.items.into_iter().map(Arc::new));
-        if page.continue_token.is_empty() {
-            return Ok((items, page.resource_version));
+        }));
+        let mut seen = HashSet::new();
+        while let Some((page, continued)) = pages.recv().await {
+            match page {
+                Ok(page) => {
+                    let items = page.items.into_iter().map(Arc::new).collect();
+                    shared.apply(|cache| upsert_page(cache, items, &mut seen));
+                    if page.continue_token.is_empty() {
+                        shared.apply(|cache| forget_unseen(cache, &seen));
+                        return Ok((page.resource_version, seen.len()));
+                    }
+                }
+                // The list's snapshot is gone (compacted): start over.
+                Err(e) if e.reason == Reason::Expired && continued => continue 'list,
+                Err(e) => return Err(e),
+            }
         }
-        token = page.continue_token;
+        return Err(ApiError::internal("the list stopped before its last page"));
     }
 }
 
-/// Replaces the cache with a fresh list; returns the events that turn the old contents into
-/// the new ones.
-fn replace<T: KubeObject>(cache: &Cache<T>, items: Vec<Arc<T>>) -> Vec<Event<T>> {
-    let mut events = Vec::new();
-    let mut seen = HashSet::with_capacity(items.len());
+/// Puts one page of a list into the cache; returns the events that turn the old contents into
+/// the new ones, and adds the page's keys to `seen`.
+fn upsert_page<T: KubeObject>(
+    cache: &Cache<T>,
+    items: Vec<Arc<T>>,
+    seen: &mut HashSet<ObjectKey>,
+) -> Vec<Event<T>> {
+    let mut events = Vec::with_capacity(items.len());
     for obj in items {
         seen.insert(ObjectKey::of(obj.as_ref()));
         match cache.upsert(obj.clone()) {
@@ -356,6 +380,12 @@ fn replace<T: KubeObject>(cache: &Cache<T>, items: Vec<Arc<T>>) -> Vec<Event<T>>
             Some(_) => {}
         }
     }
+    events
+}
+
+/// After the last page: deletes what the list did not have.
+fn forget_unseen<T: KubeObject>(cache: &Cache<T>, seen: &HashSet<ObjectKey>) -> Vec<Event<T>> {
+    let mut events = Vec::new();
     for key in cache.keys() {
         if !seen.contains(&key)
             && let Some(old) = cache.remove(&key)
@@ -396,16 +426,15 @@ async fn run<T: KubeObject>(
     config: InformerConfig,
 ) {
     let kind = shared.kind;
+    let source = Arc::new(source);
     let mut backoff = config.backoff.clone();
     // `None`: the cache must be (re)listed before watching.
     let mut rv: Option<String> = None;
     loop {
         let from = match rv.take() {
             Some(rv) => rv,
-            None => match list_all(&source, config.page_size).await {
-                Ok((items, list_rv)) => {
-                    let count = items.len();
-                    shared.apply(|cache| replace(cache, items));
+            None => match list_into(&source, &shared, config.page_size).await {
+                Ok((list_rv, count)) => {
                     shared.set_resource_version(&list_rv);
                     shared.synced.send_replace(true);
                     tracing::debug!(kind, count, resource_version = %list_rv, "informer listed");
@@ -523,9 +552,19 @@ mod tests {
     #[test]
     fn a_relist_reports_what_changed_since_the_cache() {
         let cache = Cache::new();
-        let arcs = |v: Vec<ConfigMap>| v.into_iter().map(Arc::new).collect();
-        replace(&cache, arcs(vec![cm("a", "1"), cm("b", "2"), cm("c", "3")]));
-        let events = replace(&cache, arcs(vec![cm("a", "1"), cm("b", "7"), cm("d", "8")]));
+        // A relist in two pages.
+        let list = |pages: Vec<Vec<ConfigMap>>| {
+            let mut seen = HashSet::new();
+            let mut events = Vec::new();
+            for page in pages {
+                let items = page.into_iter().map(Arc::new).collect();
+                events.extend(upsert_page(&cache, items, &mut seen));
+            }
+            events.extend(forget_unseen(&cache, &seen));
+            events
+        };
+        list(vec![vec![cm("a", "1"), cm("b", "2")], vec![cm("c", "3")]]);
+        let events = list(vec![vec![cm("a", "1")], vec![cm("b", "7"), cm("d", "8")]]);
         assert_eq!(
             describe(&events),
             ["added d", "deleted c", "updated b from 2"]

@@ -299,6 +299,89 @@ async fn informer_relists_after_expired_and_reports_what_it_missed() {
     cluster.stop().await;
 }
 
+/// A list-watch whose list, at its first continued page, has the objects change and the
+/// store compacted underneath: that page is Expired.
+struct CompactingListWatch {
+    inner: ClientListWatch,
+    client: Client,
+    store: Arc<dyn navarch_store::Store>,
+    lists: Arc<AtomicUsize>,
+    compacted: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ListWatch<ConfigMap> for CompactingListWatch {
+    async fn list(&self, limit: i64, token: &str) -> Result<List<ConfigMap>, ApiError> {
+        if token.is_empty() {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+        } else if !self.compacted.swap(true, Ordering::SeqCst) {
+            let c = &self.client;
+            let mut a: ConfigMap = c.get("default", "a").await?;
+            a.data.insert("k".into(), "2".into());
+            c.update("default", "a", &a).await?;
+            c.delete::<ConfigMap>("default", "e").await?;
+            c.create("default", &cm("default", "f", "1")).await?;
+            self.store
+                .compact(self.store.current_revision())
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+        }
+        ListWatch::<ConfigMap>::list(&self.inner, limit, token).await
+    }
+
+    async fn watch(&self, rv: &str) -> Result<WatchStream<ConfigMap>, ApiError> {
+        ListWatch::<ConfigMap>::watch(&self.inner, rv).await
+    }
+}
+
+/// Pages are fetched ahead of the one being applied; a list whose snapshot expires between
+/// pages starts over, and the cache ends up as the cluster is.
+#[tokio::test]
+async fn a_list_that_expires_between_pages_starts_over() {
+    let cluster = Cluster::start().await;
+    let c = cluster.client().await;
+    for name in ["a", "b", "c", "d", "e"] {
+        t(c.create("default", &cm("default", name, "1")))
+            .await
+            .unwrap();
+    }
+    let lists = Arc::new(AtomicUsize::new(0));
+    let source = CompactingListWatch {
+        inner: ClientListWatch::new(c.clone(), Scope::namespace("default")),
+        client: c.clone(),
+        store: cluster.gateway().registry.store().clone(),
+        lists: lists.clone(),
+        compacted: Default::default(),
+    };
+    let config = InformerConfig {
+        page_size: 2,
+        ..Default::default()
+    };
+    let informer = Informer::<ConfigMap>::start(source, config);
+    t(informer.wait_synced()).await;
+    assert_eq!(
+        lists.load(Ordering::SeqCst),
+        2,
+        "listed again from the start"
+    );
+    assert_eq!(
+        names(&informer.cache().list()),
+        [
+            "default/a",
+            "default/b",
+            "default/c",
+            "default/d",
+            "default/f"
+        ]
+    );
+    let a = informer
+        .cache()
+        .get(&navarch_runtime::ObjectKey::new("default", "a"))
+        .unwrap();
+    assert_eq!(a.data["k"], "2");
+    cluster.stop().await;
+}
+
 #[tokio::test]
 async fn the_factory_shares_one_informer_per_kind_and_scope() {
     let cluster = Cluster::start().await;
