@@ -161,14 +161,55 @@ impl Object {
     /// the message (a scalar's last occurrence wins, an embedded message's occurrences
     /// merge). The same object as [`Object::decode`], [`Object::set_type_meta`],
     /// [`Object::set_resource_version`] and [`Object::encode`] give.
+    ///
+    /// The tail is written field by field (numbers from the kind's descriptor, in number order
+    /// as an encoder writes them) rather than built as a message and encoded: it is sent once
+    /// per object in every list and watch.
     pub fn stored_encoding(kind: &'static KindInfo, stored: &[u8], revision: i64) -> Vec<u8> {
-        let mut tail = Self::new(kind);
-        tail.set_type_meta();
-        tail.set_resource_version(Some(revision));
-        let tail = tail.message.encode_to_vec();
-        let mut out = Vec::with_capacity(stored.len() + tail.len());
+        use prost::encoding::{WireType, encode_key, encode_varint, string};
+        let desc = kind.descriptor();
+        let number = |name: &str| desc.get_field_by_name(name).map(|f| f.number());
+        let api_version = kind.api_version();
+        let kind_name = kind.kind.to_string();
+        let mut fields: Vec<(u32, &String)> = [
+            number("apiVersion").map(|n| (n, &api_version)),
+            number("kind").map(|n| (n, &kind_name)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        fields.sort_unstable_by_key(|(n, _)| *n);
+        // (metadata's number, resourceVersion's number in it)
+        let metadata = desc.get_field_by_name("metadata").and_then(|f| {
+            let meta = f.kind().as_message()?.clone();
+            Some((
+                f.number(),
+                meta.get_field_by_name("resourceVersion")?.number(),
+            ))
+        });
+        let mut out = Vec::with_capacity(stored.len() + api_version.len() + kind_name.len() + 32);
         out.extend_from_slice(stored);
-        out.extend_from_slice(&tail);
+        let mut written_meta = false;
+        let mut write_meta = |out: &mut Vec<u8>| {
+            if let Some((n, rv_number)) = metadata {
+                let rv = revision.to_string();
+                let mut meta = Vec::with_capacity(rv.len() + 2);
+                string::encode(rv_number, &rv, &mut meta);
+                encode_key(n, WireType::LengthDelimited, out);
+                encode_varint(meta.len() as u64, out);
+                out.extend_from_slice(&meta);
+            }
+        };
+        for (n, value) in fields {
+            if !written_meta && metadata.is_some_and(|(m, _)| m < n) {
+                write_meta(&mut out);
+                written_meta = true;
+            }
+            string::encode(n, value, &mut out);
+        }
+        if !written_meta {
+            write_meta(&mut out);
+        }
         out
     }
 
