@@ -190,7 +190,7 @@ impl Object {
         let mut out = Vec::with_capacity(stored.len() + api_version.len() + kind_name.len() + 32);
         out.extend_from_slice(stored);
         let mut written_meta = false;
-        let mut write_meta = |out: &mut Vec<u8>| {
+        let write_meta = |out: &mut Vec<u8>| {
             if let Some((n, rv_number)) = metadata {
                 let rv = revision.to_string();
                 let mut meta = Vec::with_capacity(rv.len() + 2);
