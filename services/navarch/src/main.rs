@@ -10,10 +10,10 @@ mod scheduler;
 mod status;
 mod token;
 
-/// mimalloc, not glibc's malloc: the control plane allocates and frees many small objects
+/// jemalloc, not glibc's malloc: the control plane allocates and frees many small objects
 /// (decoded API objects, requests, watch events) on every worker thread.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
