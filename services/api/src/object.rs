@@ -168,47 +168,37 @@ impl Object {
     pub fn stored_encoding(kind: &'static KindInfo, stored: &[u8], revision: i64) -> Vec<u8> {
         use prost::encoding::{WireType, encode_key, encode_varint, string};
         let desc = kind.descriptor();
-        let number = |name: &str| desc.get_field_by_name(name).map(|f| f.number());
-        let api_version = kind.api_version();
-        let kind_name = kind.kind.to_string();
-        let mut fields: Vec<(u32, &String)> = [
-            number("apiVersion").map(|n| (n, &api_version)),
-            number("kind").map(|n| (n, &kind_name)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        fields.sort_unstable_by_key(|(n, _)| *n);
-        // (metadata's number, resourceVersion's number in it)
-        let metadata = desc.get_field_by_name("metadata").and_then(|f| {
-            let meta = f.kind().as_message()?.clone();
-            Some((
-                f.number(),
-                meta.get_field_by_name("resourceVersion")?.number(),
-            ))
-        });
-        let mut out = Vec::with_capacity(stored.len() + api_version.len() + kind_name.len() + 32);
-        out.extend_from_slice(stored);
-        let mut written_meta = false;
-        let write_meta = |out: &mut Vec<u8>| {
-            if let Some((n, rv_number)) = metadata {
-                let rv = revision.to_string();
-                let mut meta = Vec::with_capacity(rv.len() + 2);
-                string::encode(rv_number, &rv, &mut meta);
-                encode_key(n, WireType::LengthDelimited, out);
-                encode_varint(meta.len() as u64, out);
-                out.extend_from_slice(&meta);
+        let mut fields: Vec<(u32, Vec<u8>)> = Vec::with_capacity(3);
+        for (name, value) in [
+            ("apiVersion", kind.api_version()),
+            ("kind", kind.kind.to_string()),
+        ] {
+            if let Some(f) = desc.get_field_by_name(name) {
+                let mut field = Vec::with_capacity(value.len() + 2);
+                string::encode(f.number(), &value, &mut field);
+                fields.push((f.number(), field));
             }
-        };
-        for (n, value) in fields {
-            if !written_meta && metadata.is_some_and(|(m, _)| m < n) {
-                write_meta(&mut out);
-                written_meta = true;
-            }
-            string::encode(n, value, &mut out);
         }
-        if !written_meta {
-            write_meta(&mut out);
+        if let Some(f) = desc.get_field_by_name("metadata")
+            && let Some(rv) = f
+                .kind()
+                .as_message()
+                .and_then(|m| m.get_field_by_name("resourceVersion"))
+        {
+            let mut meta = Vec::new();
+            string::encode(rv.number(), &revision.to_string(), &mut meta);
+            let mut field = Vec::with_capacity(meta.len() + 4);
+            encode_key(f.number(), WireType::LengthDelimited, &mut field);
+            encode_varint(meta.len() as u64, &mut field);
+            field.extend_from_slice(&meta);
+            fields.push((f.number(), field));
+        }
+        fields.sort_unstable_by_key(|(n, _)| *n);
+        let mut out =
+            Vec::with_capacity(stored.len() + fields.iter().map(|(_, f)| f.len()).sum::<usize>());
+        out.extend_from_slice(stored);
+        for (_, field) in fields {
+            out.extend_from_slice(&field);
         }
         out
     }
